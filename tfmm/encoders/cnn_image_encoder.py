@@ -1,0 +1,44 @@
+import keras
+import keras_hub
+
+from tfmm.layers import TokenPooling
+
+SIZES = {
+    "tiny": {"filters": [16, 32], "convs_per_stage": 1},
+    "small": {"filters": [32, 64, 128, 256], "convs_per_stage": 1},
+    "base": {"filters": [64, 128, 256, 512], "convs_per_stage": 2},
+}
+
+
+@keras.saving.register_keras_serializable(package="tfmm")
+class CNNImageEncoder(keras_hub.models.Backbone):
+    """A small convolutional image encoder: stages of (strided conv, BN, GELU).
+
+    Takes `images` (float, 0..1) and returns `sequence_output` (the last feature map
+    as a grid of region vectors, row-major) and `pooled_output` (their mean).
+    """
+
+    def __init__(self, image_size, filters=(32, 64, 128, 256), convs_per_stage=1, dtype=None, **kwargs):
+        images = keras.Input((image_size, image_size, 3), name="images")
+        x = keras.layers.Rescaling(2.0, offset=-1.0, dtype=dtype, name="rescale")(images)
+        for stage, width in enumerate(filters):
+            for conv in range(convs_per_stage):
+                x = keras.layers.Conv2D(
+                    width, 3, strides=2 if conv == 0 else 1, padding="same", use_bias=False,
+                    dtype=dtype, name=f"stage{stage}_conv{conv}",
+                )(x)
+                x = keras.layers.BatchNormalization(dtype=dtype, name=f"stage{stage}_bn{conv}")(x)
+                x = keras.layers.Activation("gelu", dtype=dtype, name=f"stage{stage}_act{conv}")(x)
+        grid = x.shape[1] * x.shape[2]
+        sequence = keras.layers.Reshape((grid, filters[-1]), dtype=dtype, name="regions")(x)
+        pooled = TokenPooling("mean", dtype=dtype, name="pool")(sequence)
+        super().__init__(inputs=images, outputs={"sequence_output": sequence, "pooled_output": pooled}, dtype=dtype, **kwargs)
+        self.image_size = image_size
+        self.filters = list(filters)
+        self.convs_per_stage = convs_per_stage
+        self.output_dim = filters[-1]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(image_size=self.image_size, filters=self.filters, convs_per_stage=self.convs_per_stage)
+        return config

@@ -1,0 +1,55 @@
+"""Losses shared by apps: symmetric InfoNCE (CLIP) and a triplet margin loss over in-batch negatives."""
+
+import tensorflow as tf
+
+from tfmm.registry import Registry
+
+CONTRASTIVE_LOSSES = Registry("contrastive loss")
+
+
+def _gather_global_batch(image_embedding, text_embedding):
+    """Under a multi-replica strategy, all replicas' embeddings (gradients flow back to their owners).
+
+    Returns (all images, all texts, index of this replica's first row). As open_clip
+    does with DDP: each replica scores its own rows against the global batch.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return image_embedding, text_embedding, 0
+    all_images = context.all_gather(image_embedding, axis=0)
+    all_texts = context.all_gather(text_embedding, axis=0)
+    offset = tf.cast(context.replica_id_in_sync_group, tf.int32) * tf.shape(image_embedding)[0]
+    return all_images, all_texts, offset
+
+
+@CONTRASTIVE_LOSSES.register("infonce")
+def infonce_loss(image_embedding, text_embedding, scale, margin=None):
+    """Symmetric cross-entropy over image→text and text→image similarity logits (CLIP)."""
+    del margin
+    image_embedding = tf.cast(image_embedding, tf.float32)
+    text_embedding = tf.cast(text_embedding, tf.float32)
+    all_images, all_texts, offset = _gather_global_batch(image_embedding, text_embedding)
+    labels = offset + tf.range(tf.shape(image_embedding)[0])
+    logits_per_image = scale * tf.matmul(image_embedding, all_texts, transpose_b=True)
+    logits_per_text = scale * tf.matmul(text_embedding, all_images, transpose_b=True)
+    image_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits_per_image)
+    text_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits_per_text)
+    return tf.reduce_mean(image_loss + text_loss) / 2.0
+
+
+@CONTRASTIVE_LOSSES.register("triplet")
+def triplet_margin_loss(image_embedding, text_embedding, scale=None, margin=0.2):
+    """Hinge on cosine similarity: each positive pair must beat every in-batch negative by `margin`."""
+    del scale
+    image_embedding = tf.cast(image_embedding, tf.float32)
+    text_embedding = tf.cast(text_embedding, tf.float32)
+    all_images, all_texts, offset = _gather_global_batch(image_embedding, text_embedding)
+    local = tf.shape(image_embedding)[0]
+    labels = offset + tf.range(local)
+    positives = tf.reduce_sum(image_embedding * text_embedding, axis=-1, keepdims=True)
+    negative_mask = 1.0 - tf.one_hot(labels, tf.shape(all_texts)[0])
+    image_to_text = tf.matmul(image_embedding, all_texts, transpose_b=True)
+    text_to_image = tf.matmul(text_embedding, all_images, transpose_b=True)
+    cost = tf.nn.relu(margin - positives + image_to_text) * negative_mask
+    cost += tf.nn.relu(margin - positives + text_to_image) * negative_mask
+    return tf.reduce_mean(tf.reduce_sum(cost, axis=-1))

@@ -1,0 +1,46 @@
+"""Callbacks beyond Keras' own: atomic best-model checkpoints."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+
+
+def atomic_save_model(model, path):
+    """Saves a `.keras` file through a temporary name and a rename: a crash never leaves a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".keras")
+    os.close(handle)
+    try:
+        model.save(tmp)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Keeps `path` as the best model so far by `monitor` (or the last one when it is not logged)."""
+
+    def __init__(self, path, monitor="val_loss", write=True):
+        super().__init__()
+        self.path = path
+        self.monitor = monitor
+        self.write = write
+        self.best = float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or value < self.best:
+            self.best = value if value is not None else self.best
+            if self.write:
+                atomic_save_model(self.model, self.path)
+
+
+def remove_tree(path):
+    shutil.rmtree(path, ignore_errors=True)
