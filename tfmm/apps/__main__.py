@@ -1,0 +1,1 @@
+print("run an app: python -m tfmm.apps.retrieval --help")

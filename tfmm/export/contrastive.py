@@ -1,0 +1,177 @@
+"""Export of a trained `ContrastiveRetriever`: TF Serving SavedModel with raw-input signatures, and TFLite encoders.
+
+SavedModel signatures (`<base>/<name>/<version>/`):
+- `embed_image` (`serving_default`): `image_bytes` string[n] (JPEG/PNG/...) → `embedding` float[n, d]
+- `embed_text`: `text` string[n] → `embedding` float[n, d]
+- `zero_shot`: `image_bytes` string[n], `class_names` string[c] → `probabilities` float[n, c], `label` string[n]
+  (prompt-template ensembling: each class name is put in every template, embedded, averaged)
+- `embed_image_tensors` / `embed_text_tensors`: the same tensors the TFLite models take, for parity checks.
+
+Beside it, in the same version directory: `assets.extra/tfmm_config.toml` (the resolved config),
+`assets.extra/vocabulary.txt`, and `tflite/{image,text}_encoder_{float32,dynamic_int8,int8}.tflite`
+with `tflite/parity.json` (cosine similarity to the Keras embeddings on sample inputs).
+"""
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmm.config import save_config
+from tfmm.data.images import decode_batch
+from tfmm.export.saved_model import write_version
+from tfmm.export.tflite import TFLiteRunner, check_builtin_ops, convert_saved_model
+from tfmm.text.vocabulary import save_vocabulary
+
+
+def _template_parts(templates):
+    parts = []
+    for template in templates:
+        if template.count("{}") != 1:
+            raise ValueError(f"prompt template {template!r} must contain '{{}}' exactly once")
+        prefix, suffix = template.split("{}")
+        parts.append((prefix, suffix))
+    return [p for p, _ in parts], [s for _, s in parts]
+
+
+def _l2_normalize(x):
+    return tf.math.l2_normalize(x, axis=-1)
+
+
+def build_archive(retriever, preprocessor, templates):
+    backbone = retriever.backbone
+    image_model = backbone.image_embedder()
+    text_model = backbone.text_embedder()
+    size, length = backbone.image_size, backbone.sequence_length
+    preprocessor(tf.constant(["build"]))  # ExportArchive.track needs built layers
+    scale = tf.constant(float(retriever.head.scale()), tf.float32)
+    prefixes, suffixes = (tf.constant(p) for p in _template_parts(templates))
+
+    archive = keras.export.ExportArchive()
+    archive.track(image_model)
+    archive.track(text_model)
+    archive.track(preprocessor)
+
+    def embed_images(image_bytes):
+        return image_model(decode_batch(image_bytes, size), training=False)["embedding"]
+
+    def embed_texts(text):
+        return text_model(preprocessor(text), training=False)["embedding"]
+
+    def embed_image(image_bytes):
+        return {"embedding": embed_images(image_bytes)}
+
+    def embed_text(text):
+        return {"embedding": embed_texts(text)}
+
+    def zero_shot(image_bytes, class_names):
+        tf.debugging.assert_positive(tf.size(class_names), message="class_names must not be empty")
+        count, per_class = tf.size(class_names), tf.size(prefixes)
+        names = tf.broadcast_to(class_names[:, None], [count, per_class])
+        prompts = tf.strings.join([tf.broadcast_to(prefixes[None], [count, per_class]), names,
+                                   tf.broadcast_to(suffixes[None], [count, per_class])])
+        prompt_embeddings = tf.reshape(embed_texts(tf.reshape(prompts, [-1])), [count, per_class, -1])
+        classes = _l2_normalize(tf.reduce_mean(prompt_embeddings, axis=1))
+        logits = scale * tf.matmul(embed_images(image_bytes), classes, transpose_b=True)
+        return {"probabilities": tf.nn.softmax(logits), "label": tf.gather(class_names, tf.argmax(logits, axis=-1))}
+
+    def embed_image_tensors(images):
+        return {"embedding": image_model(images, training=False)["embedding"]}
+
+    def embed_text_tensors(token_ids, padding_mask):
+        return {"embedding": text_model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)["embedding"]}
+
+    image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
+    archive.add_endpoint("serving_default", embed_image, input_signature=[image_bytes])
+    archive.add_endpoint("embed_image", embed_image, input_signature=[image_bytes])
+    archive.add_endpoint("embed_text", embed_text, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    archive.add_endpoint("zero_shot", zero_shot,
+                         input_signature=[image_bytes, tf.TensorSpec([None], tf.string, name="class_names")])
+    archive.add_endpoint("embed_image_tensors", embed_image_tensors,
+                         input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
+    archive.add_endpoint("embed_text_tensors", embed_text_tensors, input_signature=[
+        tf.TensorSpec([None, length], tf.int32, name="token_ids"),
+        tf.TensorSpec([None, length], tf.int32, name="padding_mask"),
+    ])
+    return archive
+
+
+def _single_example_saved_model(model, input_specs, path):
+    """A batch-1 SavedModel of one tower: static shapes let the converter use built-in ops only."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    names = [spec.name for spec in input_specs]
+
+    def serve(*tensors):
+        inputs = tensors[0] if len(tensors) == 1 else dict(zip(names, tensors))
+        return {"embedding": model(inputs, training=False)["embedding"]}
+
+    archive.add_endpoint("serving_default", serve, input_signature=input_specs)
+    archive.write_out(str(path), verbose=False)
+
+
+def _cosine(a, b):
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return np.sum(a * b, axis=-1)
+
+
+def write_tflite(retriever, sample_images, sample_tokens, out_dir, quantizations):
+    """Converts both towers for each quantization; returns parity (min cosine to Keras) per file."""
+    backbone = retriever.backbone
+    size, length = backbone.image_size, backbone.sequence_length
+    towers = {
+        "image_encoder": (backbone.image_embedder(), [tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
+                          {"images": sample_images}),
+        "text_encoder": (backbone.text_embedder(), [tf.TensorSpec([1, length], tf.int32, name="token_ids"),
+                                                    tf.TensorSpec([1, length], tf.int32, name="padding_mask")],
+                         sample_tokens),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parity = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for tower, (model, specs, samples) in towers.items():
+            saved = Path(scratch) / tower
+            _single_example_saved_model(model, specs, saved)
+            names = [s.name for s in specs]
+
+            def representative(samples=samples, names=names):
+                for i in range(len(samples[names[0]])):
+                    yield {name: samples[name][i : i + 1] for name in names}
+
+            reference = model.predict(samples[names[0]] if len(names) == 1 else samples, verbose=0)["embedding"]
+            for quantization in quantizations:
+                content = convert_saved_model(saved, quantization, representative)
+                check_builtin_ops(content)
+                path = out_dir / f"{tower}_{quantization}.tflite"
+                path.write_bytes(content)
+                got = TFLiteRunner(content)(**samples)["embedding"]
+                parity[path.name] = {"min_cosine": float(_cosine(got, reference).min()), "bytes": len(content)}
+    (out_dir / "parity.json").write_text(json.dumps(parity, indent=2))
+    return parity
+
+
+def export_retriever(retriever, preprocessor, config, sample_images, sample_texts, base_dir, name, templates,
+                     quantizations=()):
+    """Writes the next version of `name` under `base_dir`; returns its directory.
+
+    `sample_images` / `sample_texts` (real data) calibrate int8 and check TFLite parity.
+    """
+    sample_tokens = preprocessor.tokenize_numpy(list(sample_texts))
+
+    def write(tmp):
+        build_archive(retriever, preprocessor, templates).write_out(str(tmp), verbose=False)
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        save_config(config, extra / "tfmm_config.toml")
+        save_vocabulary(preprocessor.vocabulary, extra / "vocabulary.txt")
+        if quantizations:
+            write_tflite(retriever, sample_images, sample_tokens, tmp / "tflite", quantizations)
+            shutil.copy(extra / "vocabulary.txt", tmp / "tflite" / "vocabulary.txt")
+
+    return write_version(base_dir, name, write)
+

@@ -1,0 +1,62 @@
+"""TF Serving version directories, written atomically.
+
+A version is written to `<base>/<name>/.tmp-<N>-<pid>` (TF Serving ignores names
+that are not integers), synced, and renamed to `<base>/<name>/<N>` when complete, so
+a poller never loads a half-written version (serving#1086, #631).
+"""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from tfmm.errors import TfmmError
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_model_name(name):
+    if not NAME.fullmatch(name or "") or ".." in name:
+        raise TfmmError(f"invalid model name {name!r}: use letters, digits, '_', '-', '.'")
+    return name
+
+
+def versions(model_dir):
+    """Integer version directories under `model_dir`, as TF Serving sees them."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name))
+
+
+def latest_version_dir(model_dir):
+    found = versions(model_dir)
+    if not found:
+        raise TfmmError(f"no exported versions under {model_dir}")
+    return Path(model_dir) / str(found[-1])
+
+
+def _fsync_tree(root):
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def write_version(base_dir, name, write, version=None):
+    """Calls `write(tmp_dir)` then moves `tmp_dir` into place as the next version; returns its path."""
+    model_dir = Path(base_dir) / check_model_name(name)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = version or (max(versions(model_dir), default=0) + 1)
+    final = model_dir / str(version)
+    if final.exists():
+        raise TfmmError(f"version {version} of {name} already exists: {final}")
+    tmp = model_dir / f".tmp-{version}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
+        _fsync_tree(tmp)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
