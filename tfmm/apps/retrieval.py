@@ -246,7 +246,13 @@ def zero_shot(run, split, check, class_names=None, templates=None):
     templates = templates or run.config.zero_shot.templates
     images, _, labels, _, _ = split_arrays(examples(run.config, split, check))
     if (labels < 0).any():
-        raise TfmmError(f"split {split} has no class labels; zero-shot needs the shapes dataset or labelled data")
+        raise TfmmError(f"split {split} has no class labels; zero-shot needs the shapes dataset")
+    # Labels index the shapes combinations; score only images whose class is among `class_names`.
+    label_names = [COMBINATIONS[label] for label in labels]
+    keep = [i for i, name in enumerate(label_names) if name in class_names]
+    if not keep:
+        raise TfmmError(f"none of the {split} images shows one of the classes {class_names}")
+    images, labels = images[keep], np.array([class_names.index(label_names[i]) for i in keep])
     class_embeddings = run.class_embeddings(class_names, templates)
     image_embeddings = run.embed_images(images)
     metrics = zero_shot_accuracy(image_embeddings, class_embeddings, labels)
@@ -255,7 +261,7 @@ def zero_shot(run, split, check, class_names=None, templates=None):
         if split == "heldout":
             # The same images classified among the held-out combinations only.
             relabel = {old: new for new, old in enumerate(heldout)}
-            subset = zero_shot_accuracy(image_embeddings, class_embeddings[heldout], [relabel[l] for l in labels], ks=(1,))
+            subset = zero_shot_accuracy(image_embeddings, class_embeddings[heldout], [relabel[int(l)] for l in labels], ks=(1,))
             metrics["heldout_classes_only_top1_accuracy"] = subset["top1_accuracy"]
     metrics.update(images=len(images), classes=len(class_names), templates=len(templates), split=split)
     return metrics

@@ -12,7 +12,11 @@ SIZES = {
 
 @keras.saving.register_keras_serializable(package="tfmm")
 class CNNImageEncoder(keras_hub.models.Backbone):
-    """A small convolutional image encoder: stages of (strided conv, BN, GELU).
+    """A small convolutional image encoder: stages of (strided conv, group norm, GELU).
+
+    Group norm rather than batch norm: a contrastive loss lets batch norm lean on
+    batch statistics, and such a model then fails in inference mode (measured: val
+    loss 8.6 against 0.75 in training mode after 3 epochs on shapes).
 
     Takes `images` (float, 0..1) and returns `sequence_output` (the last feature map
     as a grid of region vectors, row-major) and `pooled_output` (their mean).
@@ -27,7 +31,7 @@ class CNNImageEncoder(keras_hub.models.Backbone):
                     width, 3, strides=2 if conv == 0 else 1, padding="same", use_bias=False,
                     dtype=dtype, name=f"stage{stage}_conv{conv}",
                 )(x)
-                x = keras.layers.BatchNormalization(dtype=dtype, name=f"stage{stage}_bn{conv}")(x)
+                x = keras.layers.GroupNormalization(min(8, width), dtype=dtype, name=f"stage{stage}_norm{conv}")(x)
                 x = keras.layers.Activation("gelu", dtype=dtype, name=f"stage{stage}_act{conv}")(x)
         grid = x.shape[1] * x.shape[2]
         sequence = keras.layers.Reshape((grid, filters[-1]), dtype=dtype, name="regions")(x)

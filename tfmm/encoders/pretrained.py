@@ -64,15 +64,16 @@ def preset_vocabulary(path):
 
 
 def set_trainable(encoder, mode):
-    """`True`/"full": train everything; `False`/"frozen": nothing; an int n: only the last n blocks.
+    """`True`/"full": train everything; `False`/"frozen": nothing; an int n: only the last n layers.
 
-    The last blocks are the last n top-level layers that hold weights (stages for CNNs,
-    transformer blocks for ViT/BERT).
+    The last layers are the last n layers holding weights, looking inside nested
+    keras-hub backbones (for a CNN: convolutions and norms; for keras-hub's ViT the
+    encoder stack counts as one layer).
     """
-    if mode in (True, "full"):
+    if mode is True or mode == "full":
         encoder.trainable = True
         return
-    if mode in (False, "frozen"):
+    if mode is False or mode == "frozen":
         encoder.trainable = False
         return
     if isinstance(mode, int) and mode >= 0:

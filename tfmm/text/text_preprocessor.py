@@ -42,17 +42,6 @@ class TextPreprocessor(keras.layers.Layer):
         token_ids, padding_mask = self.packer(self.tokenizer([str(t) for t in texts]))
         return {"token_ids": np.asarray(token_ids, np.int32), "padding_mask": np.asarray(padding_mask, np.int32)}
 
-    def unknown_word_share(self, texts):
-        """Share of word pieces per text that are `[UNK]`: 1.0 means nothing in the text is known."""
-        ids = self.tokenize_numpy(texts)
-        unk = self.vocabulary.index("[UNK]")
-        special = {self.pad_id, self.start_id, self.end_id}
-        shares = []
-        for row in ids["token_ids"]:
-            words = [i for i in row if i not in special]
-            shares.append(sum(i == unk for i in words) / len(words) if words else 1.0)
-        return shares
-
     def compute_output_spec(self, texts):
         shape = (*texts.shape, self.sequence_length)
         return {"token_ids": keras.KerasTensor(shape, "int32"), "padding_mask": keras.KerasTensor(shape, "int32")}

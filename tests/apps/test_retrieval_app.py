@@ -1,0 +1,109 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfmm.apps import retrieval
+from tfmm.data.shapes import generate_example
+
+
+def run_cli(*argv):
+    return retrieval.main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    for index in range(4):
+        Image.fromarray(generate_example(0, "test", index, image_size=32)["image"]).save(folder / f"{index}.png")
+    return folder
+
+
+def test_trained_model_learns_something(trained_run):
+    metrics = retrieval.evaluate(trained_run, "test", retrieval.ImageCheck())
+    assert metrics["images"] == 32 and metrics["captions"] >= 4 * 32
+    # Chance for Recall@10 over 32 images is about 0.31.
+    assert metrics["text_to_image_recall@10"] > 0.45
+
+
+def test_eval_writes_json(trained_run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert run_cli("eval", "--model", trained_run.path, "--output", out) == 0
+    metrics = json.loads(out.read_text())
+    for direction in ("text_to_image", "image_to_text"):
+        values = [metrics[f"{direction}_recall@{k}"] for k in (1, 5, 10)]
+        assert 0 <= values[0] <= values[1] <= values[2] <= 1
+    assert "text_to_image_recall@1" in capsys.readouterr().out
+
+
+def test_zero_shot_on_heldout_combinations(trained_run, tmp_path):
+    out = tmp_path / "zs.json"
+    assert run_cli("zero-shot", "--model", trained_run.path, "--output", out) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["split"] == "heldout" and metrics["classes"] == 30
+    assert 0 <= metrics["top1_accuracy"] <= metrics["top5_accuracy"] <= 1
+    assert 0 <= metrics["heldout_classes_only_top1_accuracy"] <= 1
+
+
+def test_index_is_incremental_and_search_works_both_ways(trained_run, image_folder, tmp_path, capsys):
+    index = tmp_path / "index.npz"
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a small red circle\na large blue star\n")
+    assert run_cli("index", "--model", trained_run.path, "--index", index, "--images", image_folder, "--captions", captions) == 0
+    assert "added 4 image(s) and 2 caption(s)" in capsys.readouterr().out
+    Image.fromarray(generate_example(0, "test", 9, image_size=32)["image"]).save(image_folder / "new.png")
+    assert run_cli("index", "--model", trained_run.path, "--index", index, "--images", image_folder) == 0
+    assert "added 1 image(s) and 0 caption(s); now 5 images, 2 captions" in capsys.readouterr().out
+    out = tmp_path / "search.json"
+    assert run_cli("search", "--model", trained_run.path, "--index", index, "--text", "a red circle", "--top-k", 3, "--output", out) == 0
+    results = json.loads(out.read_text())["results"]
+    assert len(results) == 3 and results[0]["score"] >= results[-1]["score"]
+    assert all(r["match"].endswith(".png") for r in results)
+    assert run_cli("search", "--model", trained_run.path, "--index", index, "--image", image_folder / "0.png") == 0
+    assert "a small red circle" in capsys.readouterr().out
+
+
+def test_predict_gives_probabilities(trained_run, image_folder, tmp_path):
+    out = tmp_path / "p.json"
+    assert run_cli("predict", "--model", trained_run.path, image_folder / "0.png", "--classes", "red circle,blue star", "--output", out) == 0
+    prediction = json.loads(out.read_text())["predictions"][0]
+    assert prediction["label"] in ("red circle", "blue star")
+    assert sum(p["probability"] for p in prediction["top5"]) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "--set", "model.image_encodr=vit"], "unknown config key 'model.image_encodr'"),
+    (["train", "--set", "model.image_encoder=vgg"], "unknown image encoder 'vgg'"),
+    (["eval", "--model", "/nonexistent/run"], "is not a trained retrieval run"),
+    (["zero-shot", "--classes", " , "], "--classes is empty"),
+    (["predict", "missing.png"], "missing.png: missing"),
+    (["search", "--index", "none.npz", "--text", "x"], "index not found: none.npz"),
+])
+def test_user_mistakes_give_one_line_and_exit_2(trained_run, argv, message, capsys):
+    if "--model" not in argv and argv[0] != "train":
+        argv = [argv[0], "--model", str(trained_run.path), *argv[1:]]
+    assert run_cli(*argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_image_and_empty_text_are_named(trained_run, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    assert run_cli("predict", "--model", trained_run.path, bad) == 2
+    assert "bad.png: unreadable image" in capsys.readouterr().err
+    with pytest.raises(retrieval.TfmmError, match="text #1 is empty"):
+        trained_run.embed_texts(["ok", "  "])
+    with pytest.raises(retrieval.TfmmError, match="class list is empty"):
+        trained_run.class_embeddings([], ["a {}"])
+
+
+def test_real_process_exit_code_for_a_user_mistake(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tfmm.apps.retrieval", "eval", "--set", "nope=1"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --set: unknown config key 'nope'")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,89 @@
+import keras_hub
+import numpy as np
+import pytest
+
+from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, build_image_encoder, build_text_encoder, preset_vocabulary
+from tfmm.errors import TfmmError
+from tfmm.testing import assert_keras_round_trip
+
+IMAGES = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+TOKENS = {"token_ids": np.array([[1, 5, 6, 2, 0, 0, 0, 0]] * 2, "int32"), "padding_mask": np.array([[1, 1, 1, 1, 0, 0, 0, 0]] * 2, "int32")}
+
+
+@pytest.mark.parametrize("name", IMAGE_ENCODERS.names())
+def test_image_encoders(name):
+    encoder = build_image_encoder(name, "tiny", 32)
+    out = encoder(IMAGES)
+    assert out["pooled_output"].shape == (2, encoder.output_dim)
+    assert out["sequence_output"].shape[0] == 2 and out["sequence_output"].shape[2] == encoder.output_dim
+    assert out["sequence_output"].shape[1] > 1  # a grid of region vectors, not only the pooled one
+    assert_keras_round_trip(encoder, IMAGES, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", TEXT_ENCODERS.names())
+def test_text_encoders_ignore_padding(name):
+    encoder = build_text_encoder(name, "tiny", 20, 8)
+    out = encoder(TOKENS)
+    assert out["pooled_output"].shape == (2, encoder.output_dim)
+    assert out["sequence_output"].shape == (2, 8, encoder.output_dim)
+    changed = {"token_ids": TOKENS["token_ids"].copy(), "padding_mask": TOKENS["padding_mask"]}
+    changed["token_ids"][:, 6] = 9  # a token under the padding mask
+    if name != "gru":  # a forward-backward GRU reads every position; its pooling still masks
+        np.testing.assert_allclose(encoder(changed)["pooled_output"], out["pooled_output"], atol=1e-5)
+    assert_keras_round_trip(encoder, TOKENS, atol=1e-5)
+
+
+def test_unknown_names_and_sizes_list_the_valid_ones():
+    with pytest.raises(TfmmError, match="unknown image encoder 'vgg'.*valid: cnn, resnet, vit"):
+        build_image_encoder("vgg", "tiny", 32)
+    with pytest.raises(TfmmError, match="unknown size 'huge'.*tiny, small, base"):
+        build_text_encoder("gru", "huge", 10, 8)
+
+
+def test_tfmm_encoder_preset_round_trip(tmp_path):
+    encoder = build_image_encoder("cnn", "tiny", 32)
+    encoder.save_to_preset(str(tmp_path / "preset"))
+    loaded = build_image_encoder("cnn", "small", 32, weights=str(tmp_path / "preset"))  # the preset decides the size
+    for a, b in zip(encoder.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keras_hub_backbone_preset_is_wrapped(tmp_path):
+    vit = keras_hub.models.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
+    vit.save_to_preset(str(tmp_path / "vit"))
+    encoder = build_image_encoder("vit", "tiny", 32, weights=str(tmp_path / "vit"))
+    for a, b in zip(vit.get_weights(), encoder.backbone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(encoder(IMAGES)["pooled_output"], vit(IMAGES * 2 - 1)[:, 0], atol=1e-5)
+    with pytest.raises(TfmmError, match="takes 32×32 images but data.image_size is 64"):
+        build_image_encoder("vit", "tiny", 64, weights=str(tmp_path / "vit"))
+
+
+def test_bert_preset_brings_its_vocabulary(tmp_path):
+    vocabulary = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "a", "red", "circle"]
+    bert = keras_hub.models.BertBackbone(vocabulary_size=8, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=16)
+    bert.save_to_preset(str(tmp_path / "bert"))
+    keras_hub.models.BertTokenizer(vocabulary=vocabulary).save_to_preset(str(tmp_path / "bert"))
+    encoder = build_text_encoder("bert", "tiny", 8, 8, weights=str(tmp_path / "bert"))
+    for a, b in zip(bert.get_weights(), encoder.backbone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert preset_vocabulary(tmp_path / "bert") == vocabulary
+
+
+def test_weights_h5_and_bad_paths(tmp_path):
+    encoder = build_text_encoder("transformer", "tiny", 20, 8)
+    encoder.save_weights(str(tmp_path / "t.weights.h5"))
+    loaded = build_text_encoder("transformer", "tiny", 20, 8, weights=str(tmp_path / "t.weights.h5"))
+    np.testing.assert_allclose(loaded(TOKENS)["pooled_output"], encoder(TOKENS)["pooled_output"], atol=1e-6)
+    with pytest.raises(TfmmError, match="do not fit"):
+        build_text_encoder("transformer", "tiny", 30, 8, weights=str(tmp_path / "t.weights.h5"))
+    with pytest.raises(TfmmError, match="model.text_encoder_weights: pretrained weights not found"):
+        build_text_encoder("gru", "tiny", 20, 8, weights=str(tmp_path / "none"))
+
+
+def test_freezing():
+    frozen = build_image_encoder("cnn", "tiny", 32, trainable="frozen")
+    assert not frozen.trainable_weights
+    top1 = build_image_encoder("cnn", "tiny", 32, trainable=1)
+    full = build_image_encoder("cnn", "tiny", 32, trainable="full")
+    assert 0 < len(top1.trainable_weights) < len(full.trainable_weights)

@@ -1,0 +1,58 @@
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+
+def _outputs(value):
+    if isinstance(value, dict):
+        return {k: np.asarray(v) for k, v in value.items()}
+    return {"output": np.asarray(value)}
+
+
+def assert_keras_round_trip(model, inputs, atol=1e-6):
+    """Saves `model` as `.keras`, loads it with `safe_mode=True`, and checks the outputs are equal."""
+    expected = _outputs(model(inputs, training=False))
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    got = _outputs(loaded(inputs, training=False))
+    assert expected.keys() == got.keys()
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], atol=atol, err_msg=key)
+    return loaded
+
+
+def assert_layer_round_trip(layer, *inputs, atol=1e-6):
+    """`from_config(get_config())` rebuilds the layer; with copied weights it gives the same outputs."""
+    expected = _outputs(layer(*inputs))
+    clone = layer.__class__.from_config(layer.get_config())
+    clone(*inputs)
+    clone.set_weights(layer.get_weights())
+    got = _outputs(clone(*inputs))
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], atol=atol, err_msg=key)
+    return clone
+
+
+def tiny_retrieval_config(data_dir, output_dir, **train):
+    """The smoke-sized retrieval config the tests train (big_vision's `smoke` variant)."""
+    from tfmm.apps.retrieval import RetrievalConfig
+
+    config = RetrievalConfig()
+    config.data.shapes_config = "tiny"
+    config.data.image_size = 32
+    config.data.data_dir = str(data_dir)
+    config.data.batch_size = 16
+    config.model.image_encoder_size = "tiny"
+    config.model.text_encoder_size = "tiny"
+    config.model.embedding_dim = 32
+    config.model.sequence_length = 24
+    config.train.epochs = train.get("epochs", 3)
+    config.train.learning_rate = 3e-3
+    config.train.output_dir = str(output_dir)
+    config.export.base_dir = str(output_dir / "saved_models")
+    config.export.representative_examples = 16
+    return config
