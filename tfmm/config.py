@@ -47,7 +47,7 @@ class DataConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 20
     steps_per_epoch: int = 0  # 0 = one pass over the training data
     learning_rate: float = 1e-3
     weight_decay: float = 0.05
@@ -68,7 +68,7 @@ class ExportConfig:
     base_dir: str = "saved_models"
     tflite: bool = True
     tflite_quantization: list = dataclasses.field(default_factory=lambda: ["float32", "dynamic_int8", "int8"])
-    representative_examples: int = 64
+    representative_examples: int = 128
 
 
 def _type_name(tp):
