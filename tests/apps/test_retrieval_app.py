@@ -102,7 +102,7 @@ def test_bad_image_and_empty_text_are_named(trained_run, tmp_path, capsys):
 
 
 def test_real_process_exit_code_for_a_user_mistake(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tfmm.apps.retrieval", "eval", "--set", "nope=1"],
+    result = subprocess.run([sys.executable, "-m", "tfmm.apps.retrieval", "train", "--set", "nope=1"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --set: unknown config key 'nope'")
