@@ -1,6 +1,7 @@
 """Benchmarks: `python tools/bench.py <name>` prints a table and updates its section of BENCHMARKS.md.
 
     python tools/bench.py retrieval [--vs-open-clip] [--skip-quality]
+    python tools/bench.py serving [--requests 200] [--seconds 20]
 
 Numbers are medians over timed steps after warm-up, measured side by side in one run.
 """
@@ -233,15 +234,175 @@ def bench_retrieval(args):
     update_section("retrieval", body, command)
 
 
+# -------------------------------------------------------------------------------------------- serving
+
+
+def _start_server(model_root, batching_file=None):
+    import socket
+
+    def free_port():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    grpc_port, rest_port = free_port(), free_port()
+    config = Path(model_root) / "bench_models.config"
+    config.write_text("model_config_list {\n" + "".join(
+        f'  config {{ name: "{p.name}" base_path: "{p}" model_platform: "tensorflow" }}\n'
+        for p in sorted(Path(model_root).iterdir()) if p.is_dir()) + "}\n")
+    command = [sys.executable, "-m", "tfmm.serving", f"--model_config_file={config}", f"--port={grpc_port}",
+               f"--rest_api_port={rest_port}", "--file_system_poll_wait_seconds=0"]
+    if batching_file:
+        command += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import httpx
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{rest_port}/healthz", timeout=1).status_code == 200:
+                return process, grpc_port, rest_port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+def _load(send, clients, requests_per_client, seconds):
+    """Runs `clients` threads, each sending up to `requests_per_client` requests (bounded by `seconds`)."""
+    import threading
+
+    latencies, errors, lock = [], [0], threading.Lock()
+    stop_at = time.time() + seconds
+
+    def worker(index):
+        for _ in range(requests_per_client):
+            if time.time() > stop_at:
+                break
+            start = time.perf_counter()
+            try:
+                send()
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+            except Exception:
+                with lock:
+                    errors[0] += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    pick = lambda q: latencies[min(int(q * len(latencies)), len(latencies) - 1)] * 1000 if latencies else float("nan")  # noqa: E731
+    return {"requests": len(latencies), "throughput": len(latencies) / elapsed, "p50": pick(0.5), "p99": pick(0.99), "errors": errors[0]}
+
+
+def bench_serving(args):
+    import base64
+    import io
+    import shutil
+
+    import grpc
+    import httpx
+    from PIL import Image
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from tfmm.data.shapes import generate_example
+    from tfmm.export import latest_version_dir
+
+    source = latest_version_dir(ROOT / "saved_models" / "retrieval")  # run the README's main job first
+    buffer = io.BytesIO()
+    Image.fromarray(generate_example(0, "test", 0)["image"]).save(buffer, "PNG")
+    png = buffer.getvalue()
+    rest_body = {"instances": [{"b64": base64.b64encode(png).decode()}]}
+    sections = []
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "models"
+        shutil.copytree(source, root / "retrieval" / "1")
+        batching = Path(scratch) / "batching.txt"
+        batching.write_text("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\n"
+                            "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 2 }\n")
+
+        # Direct in-process call: the baseline the server's overhead is measured against.
+        model = tf.saved_model.load(str(root / "retrieval" / "1"))
+        signature = model.signatures["serving_default"]
+        images = tf.constant([png])
+        for _ in range(20):
+            signature(image_bytes=images)
+        direct = []
+        for _ in range(200):
+            start = time.perf_counter()
+            signature(image_bytes=images)
+            direct.append(time.perf_counter() - start)
+        direct_p50 = statistics.median(direct) * 1000
+
+        rows = []
+        overhead = {}
+        for batching_on in (False, True):
+            process, grpc_port, rest_port = _start_server(root, batching if batching_on else None)
+            try:
+                http = httpx.Client(base_url=f"http://127.0.0.1:{rest_port}", timeout=30,
+                                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+                channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = "retrieval"
+                request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([png], dtype=tf.string))
+
+                def send_rest():
+                    response = http.post("/v1/models/retrieval:predict", json=rest_body)
+                    if response.status_code != 200:
+                        raise RuntimeError(response.text)
+
+                def send_grpc():
+                    stub.Predict(request, timeout=30)
+
+                for api, send in (("REST", send_rest), ("gRPC", send_grpc)):
+                    _load(send, 1, 20, 30)  # warm-up
+                    for clients in (1, 8, 32):
+                        result = _load(send, clients, args.requests, args.seconds)
+                        rows.append([api, "on" if batching_on else "off", clients, result["requests"], f"{result['throughput']:.0f}",
+                                     f"{result['p50']:.2f}", f"{result['p99']:.2f}", result["errors"]])
+                        if clients == 1 and not batching_on:
+                            overhead[api] = result["p50"] - direct_p50
+                        if clients == 32:
+                            overhead[(api, batching_on)] = result["throughput"]
+                        print(f"  {api} batching={'on' if batching_on else 'off'} clients={clients}: {result}")
+                channel.close()
+                http.close()
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+    gains = {api: overhead[(api, True)] / overhead[(api, False)] for api in ("REST", "gRPC")}
+    sections.append(
+        "Model: the retrieval export's `serving_default` (one 64×64 PNG → embedding); server in its own process, "
+        "clients in threads of the benchmark process on the same 2 cores (so the clients compete with the server). "
+        f"Each client sends up to {args.requests} requests, at most {args.seconds} s per cell.\n\n"
+        + table(["API", "batching", "clients", "requests", "requests/s", "p50 (ms)", "p99 (ms)", "errors"], rows)
+        + f"\n\nIn-process SavedModel call, p50: {direct_p50:.2f} ms. Server overhead at p50 for one client "
+        f"(server p50 − direct p50): REST {overhead['REST']:.2f} ms, gRPC {overhead['gRPC']:.2f} ms (target ≤ 2 ms).  \n"
+        f"Throughput at 32 clients, batching on / off: REST {gains['REST']:.2f}×, gRPC {gains['gRPC']:.2f}× (target ≥ 2×)."
+    )
+    body = "\n\n".join(sections)
+    print(body)
+    update_section("serving", body, f"python tools/bench.py serving --requests {args.requests} --seconds {args.seconds}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["retrieval"])
+    parser.add_argument("name", choices=["retrieval", "serving"])
     parser.add_argument("--vs-open-clip", action="store_true")
     parser.add_argument("--skip-quality", action="store_true", help="skip the full training run")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=200, help="serving: requests per client per cell")
+    parser.add_argument("--seconds", type=float, default=20, help="serving: time bound per cell")
     args = parser.parse_args()
-    {"retrieval": bench_retrieval}[args.name](args)
+    {"retrieval": bench_retrieval, "serving": bench_serving}[args.name](args)
 
 
 if __name__ == "__main__":

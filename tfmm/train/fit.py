@@ -52,4 +52,25 @@ def fit(model, train_data, validation_data, train, run_dir, steps_per_epoch=None
     finally:
         if not chief:
             remove_tree(out)
+    if chief:
+        plot_history(history.history, out / "loss.png")
     return history
+
+
+def plot_history(history, path):
+    """Training curves as a PNG beside the logs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for key, values in history.items():
+        if key.endswith("loss"):
+            axis.plot(range(1, len(values) + 1), values, label=key)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,87 @@
+"""`python -m tfmm.serving`: a TF Serving–compatible model server, with tensorflow_model_server's flags.
+
+    python -m tfmm.serving --model_name=retrieval --model_base_path=$PWD/saved_models/retrieval --rest_api_port=8501
+    python -m tfmm.serving --model_config_file=serving/models.config --port=8500 --rest_api_port=8501 \
+        --enable_batching --batching_parameters_file=serving/batching_parameters.txt
+"""
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from tfmm.errors import TfmmError
+
+
+def _bool(text):
+    return str(text).lower() in ("1", "true", "yes", "")
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m tfmm.serving", description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (TF Serving's default 8500)")
+    p.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 turns REST off (as in TF Serving)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (tfmm default: loopback only)")
+    p.add_argument("--model_name", help="name of the single model to serve")
+    p.add_argument("--model_base_path", help="directory holding the single model's version directories")
+    p.add_argument("--model_config_file", help="text-format ModelServerConfig (several models, version policies, labels)")
+    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                   help="re-read --model_config_file this often; 0 reads it once")
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0, help="how often to look for new versions")
+    p.add_argument("--enable_batching", nargs="?", const="true", default="false", type=str)
+    p.add_argument("--batching_parameters_file", help="text-format BatchingParameters")
+    p.add_argument("--max_request_bytes", type=int, default=32 << 20, help="largest accepted request body (tfmm)")
+    return p
+
+
+def build_server(args):
+    from tfmm.serving.config import parse_batching_parameters, parse_model_config_file, single_model_config
+    from tfmm.serving.config import BatchingParameters
+    from tfmm.serving.server import ModelServer
+
+    if args.model_config_file:
+        if args.model_name or args.model_base_path:
+            raise TfmmError("use either --model_config_file or --model_name/--model_base_path, not both")
+        config = parse_model_config_file(args.model_config_file)
+    elif args.model_base_path:
+        if not Path(args.model_base_path).is_dir():
+            raise TfmmError(f"--model_base_path {args.model_base_path} is not a directory")
+        config = single_model_config(args.model_name or "default", Path(args.model_base_path).resolve())
+    else:
+        raise TfmmError("give --model_config_file, or --model_name and --model_base_path")
+    batching = None
+    if _bool(args.enable_batching):
+        batching = parse_batching_parameters(args.batching_parameters_file) if args.batching_parameters_file else BatchingParameters()
+    return ModelServer(config, args.host, args.port, args.rest_api_port, args.file_system_poll_wait_seconds,
+                       batching, args.max_request_bytes)
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        server = build_server(args).start()
+    except TfmmError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+        from tfmm.serving.config import parse_model_config_file
+
+        while not done.wait(args.model_config_file_poll_wait_seconds):
+            try:
+                server.manager.reload_config(parse_model_config_file(args.model_config_file))
+            except TfmmError as error:
+                logging.getLogger("tfmm.serving").error("%s (keeping the previous config)", error)
+    else:
+        done.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

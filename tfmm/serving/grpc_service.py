@@ -1,0 +1,135 @@
+"""TF Serving's gRPC API (`PredictionService`, `ModelService`) on the tensorflow-serving-api stubs."""
+
+import time
+from concurrent import futures
+
+import grpc
+import tensorflow as tf
+from google.protobuf import any_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2, get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
+    prediction_service_pb2_grpc,
+)
+from tensorflow_serving.config import model_server_config_pb2  # noqa: F401
+
+from tfmm.errors import TfmmError
+from tfmm.serving import metrics
+from tfmm.serving.config import check_model_config
+from tfmm.serving.rest import signature_def_map
+from tfmm.serving.status import ServingError, invalid
+
+
+def _spec(model_spec):
+    version = model_spec.version.value if model_spec.HasField("version") else None
+    label = model_spec.version_label or None
+    return model_spec.name, version, label
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    def _guard(self, api, name, context, handler):
+        started = time.perf_counter()
+        try:
+            result = handler()
+            metrics.record(name, api, "GRPC", "OK", time.perf_counter() - started)
+            return result
+        except ServingError as error:
+            metrics.record(name, api, "GRPC", error.code, time.perf_counter() - started)
+            context.abort(error.grpc_code, error.message)
+
+    def Predict(self, request, context):
+        def handle():
+            name, version, label = _spec(request.model_spec)
+            try:
+                inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+            except Exception as error:
+                raise invalid(f"cannot read input tensors: {error}") from None
+            servable, signature_name, outputs = self.predictor.predict(
+                name, version, label, request.model_spec.signature_name, inputs, list(request.output_filter))
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = signature_name
+            for alias, array in outputs.items():
+                response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
+            return response
+
+        return self._guard("predict", request.model_spec.name, context, handle)
+
+    def GetModelMetadata(self, request, context):
+        def handle():
+            name, version, label = _spec(request.model_spec)
+            if list(request.metadata_field) != ["signature_def"]:
+                raise invalid("Metadata field signature_def is required; no other field is supported")
+            servable = self.predictor.manager.resolve(name, version, label)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = name
+            response.model_spec.version.value = servable.version
+            packed = any_pb2.Any()
+            packed.Pack(signature_def_map(servable))
+            response.metadata["signature_def"].CopyFrom(packed)
+            return response
+
+        return self._guard("metadata", request.model_spec.name, context, handle)
+
+    def _unimplemented(self, api, request, context):
+        name = request.model_spec.name if hasattr(request, "model_spec") else ""
+
+        def handle():
+            raise ServingError("UNIMPLEMENTED", f"{api} needs a {api} SignatureDef (serialized tf.Example input); "
+                                                "Keras exports offer predict signatures only")
+
+        return self._guard(api, name, context, handle)
+
+    def Classify(self, request, context):
+        return self._unimplemented("classify", request, context)
+
+    def Regress(self, request, context):
+        return self._unimplemented("regress", request, context)
+
+    def MultiInference(self, request, context):
+        return self._unimplemented("multi_inference", request, context)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager):
+        self.manager = manager
+
+    def GetModelStatus(self, request, context):
+        try:
+            name, version, label = _spec(request.model_spec)
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for number, state, error in self.manager.status(name, version, label):
+                status = response.model_version_status.add()
+                status.version = number
+                status.state = get_model_status_pb2.ModelVersionStatus.State.Value(state)
+                status.status.SetInParent()
+                if error:
+                    status.status.error_code, status.status.error_message = 2, error
+            return response
+        except ServingError as error:
+            context.abort(error.grpc_code, error.message)
+
+    def HandleReloadConfigRequest(self, request, context):
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            self.manager.reload_config(check_model_config(request.config, "ReloadConfigRequest"))
+        except TfmmError as error:
+            response.status.error_code = 3  # INVALID_ARGUMENT
+            response.status.error_message = str(error)
+        return response
+
+
+def create_grpc_server(predictor, host, port, max_request_bytes, threads=16):
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+        options=[("grpc.max_receive_message_length", max_request_bytes), ("grpc.max_send_message_length", max_request_bytes)],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(predictor), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(predictor.manager), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise TfmmError(f"cannot listen for gRPC on {host}:{port} (port in use?)")
+    return server, bound

@@ -1,0 +1,91 @@
+"""One loaded SavedModel version: its signatures, and running them on NumPy inputs."""
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+from tfmm.serving.status import ServingError, invalid
+
+INIT_OP = "__saved_model_init_op"
+
+
+def read_signature_defs(path):
+    """The `serve` meta graph's SignatureDefs, read from saved_model.pb as TF Serving reads them."""
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise ValueError(f"{path}: no meta graph tagged 'serve'")
+
+
+def looks_complete(path):
+    """A version directory that a writer may still be filling is not loaded yet."""
+    path = Path(path)
+    if not (path / "saved_model.pb").is_file():
+        return False
+    variables = path / "variables"
+    return not variables.exists() or (variables / "variables.index").is_file()
+
+
+def _explain(message):
+    """The line of a TF graph error that says what was wrong (not the node trace around it)."""
+    for line in message.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Graph execution error", "Detected at node", "<stack traces", "[[", "File ")):
+            return line.split(" [[")[0].split(" [Op:")[0]
+    return message.strip().splitlines()[0] if message.strip() else "invalid input"
+
+
+class Servable:
+    def __init__(self, name, version, path):
+        import tensorflow_text  # noqa: F401  (registers the tokenizer ops, as tensorflow_model_server does)
+
+        self.name, self.version, self.path = name, version, Path(path)
+        self.signature_defs = read_signature_defs(path)
+        self.model = tf.saved_model.load(str(path))
+
+    def signature(self, name):
+        name = name or "serving_default"
+        if name == INIT_OP or name not in self.signature_defs:
+            raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{name}" not found.')
+        return name, self.signature_defs[name]
+
+    def prepare_inputs(self, signature_def, inputs):
+        """Checks names, converts dtypes and checks ranks/static dims against the signature."""
+        expected = dict(signature_def.inputs)
+        if set(inputs) != set(expected):
+            raise invalid(f"input size does not match signature: {len(inputs)}!={len(expected)} len({{{', '.join(sorted(inputs))}}}) "
+                          f"!= len({{{', '.join(sorted(expected))}}}). Sent extra: {sorted(set(inputs) - set(expected))}. "
+                          f"Missing but required: {sorted(set(expected) - set(inputs))}.")
+        tensors = {}
+        for name, value in inputs.items():
+            info = expected[name]
+            dtype = tf.dtypes.as_dtype(info.dtype)
+            try:
+                array = np.asarray(value, dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
+            except (TypeError, ValueError) as error:
+                raise invalid(f"input {name}: cannot convert to {dtype.name}: {error}") from None
+            if not info.tensor_shape.unknown_rank:
+                dims = [d.size for d in info.tensor_shape.dim]
+                if array.ndim != len(dims) or any(d >= 0 and d != s for d, s in zip(dims, array.shape)):
+                    raise invalid(f"input {name}: shape {list(array.shape)} does not match the signature's {dims}")
+            if array.ndim and array.shape[0] == 0:
+                raise invalid(f"input {name}: empty batch")
+            tensors[name] = tf.constant(array, dtype=dtype)
+        return tensors
+
+    def run(self, signature_name, tensors, output_filter=()):
+        name, signature_def = self.signature(signature_name)
+        aliases = list(signature_def.outputs)
+        for alias in output_filter:
+            if alias not in signature_def.outputs:
+                raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be in the set {{{','.join(aliases)}}}.")
+        try:
+            outputs = self.model.signatures[name](**tensors)
+        except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError, ValueError, TypeError) as error:
+            raise invalid(_explain(getattr(error, "message", None) or str(error))) from None
+        keep = output_filter or aliases
+        return {alias: outputs[alias].numpy() for alias in keep}

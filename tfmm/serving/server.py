@@ -1,0 +1,67 @@
+"""Starts the model manager, the gRPC server and the REST server together, and stops them."""
+
+import logging
+import socket
+import threading
+
+import uvicorn
+
+from tfmm.errors import TfmmError
+from tfmm.serving.batching import Batcher
+from tfmm.serving.grpc_service import create_grpc_server
+from tfmm.serving.manager import ModelManager
+from tfmm.serving.predictor import Predictor
+from tfmm.serving.rest import create_app
+
+log = logging.getLogger("tfmm.serving")
+
+
+def _check_port_free(host, port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise TfmmError(f"cannot listen on {host}:{port}: the port is in use") from None
+
+
+class ModelServer:
+    """A TF Serving–compatible server: `start()` returns once both APIs listen; `stop()` ends them."""
+
+    def __init__(self, model_config, host="127.0.0.1", grpc_port=8500, rest_port=8501, poll_seconds=1.0,
+                 batching=None, max_request_bytes=32 << 20):
+        self.manager = ModelManager(model_config)
+        self.batcher = Batcher(batching) if batching else None
+        self.predictor = Predictor(self.manager, self.batcher)
+        self.host, self.rest_port, self.poll_seconds = host, rest_port, poll_seconds
+        self.grpc_server, self.grpc_port = create_grpc_server(self.predictor, host, grpc_port, max_request_bytes)
+        self.rest_server = None
+        if rest_port:
+            _check_port_free(host, rest_port)
+            config = uvicorn.Config(create_app(self.manager, self.predictor, max_request_bytes), host=host, port=rest_port,
+                                    log_level="warning", access_log=False, timeout_keep_alive=30)
+            self.rest_server = uvicorn.Server(config)
+        self._rest_thread = None
+
+    def start(self):
+        self.manager.start_polling(self.poll_seconds)
+        self.grpc_server.start()
+        if self.rest_server is not None:
+            self._rest_thread = threading.Thread(target=self.rest_server.run, name="rest", daemon=True)
+            self._rest_thread.start()
+            while not self.rest_server.started and self._rest_thread.is_alive():
+                threading.Event().wait(0.02)
+            if not self.rest_server.started:
+                raise TfmmError(f"the REST server could not start on {self.host}:{self.rest_port}")
+        log.info("serving gRPC on %s:%s, REST on %s:%s", self.host, self.grpc_port, self.host, self.rest_port or "off")
+        return self
+
+    def stop(self):
+        self.manager.stop()
+        if self.rest_server is not None:
+            self.rest_server.should_exit = True
+            if self._rest_thread:
+                self._rest_thread.join(timeout=10)
+        self.grpc_server.stop(grace=2).wait()
+        if self.batcher:
+            self.batcher.close()
