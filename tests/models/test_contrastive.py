@@ -7,7 +7,7 @@ from tfmm.testing import assert_keras_round_trip
 
 INPUTS = {
     "images": np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32),
-    "token_ids": np.array([[1, 7, 8, 2, 0, 0]] * 4, "int32"),
+    "token_ids": np.array([[1, 7 + i, 12 - i, 2, 0, 0] for i in range(4)], "int32"),
     "padding_mask": np.array([[1, 1, 1, 1, 0, 0]] * 4, "int32"),
 }
 

@@ -24,7 +24,7 @@ def loss_and_grads(model, data, replicas):
     with tf.GradientTape() as tape:
         loss = model.compute_loss(y_pred=model(data, training=True))
         scaled = loss / replicas  # what Keras' optimizer.scale_loss does under a strategy
-    return loss, tape.gradient(scaled, model.trainable_variables)
+    return loss, [tf.convert_to_tensor(g) for g in tape.gradient(scaled, model.trainable_variables)]
 
 single = build()
 single_loss, single_grads = loss_and_grads(single, batch, 1)

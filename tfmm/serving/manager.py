@@ -95,11 +95,17 @@ class ModelManager:
                 state.servable, state.state, state.error = servable, "AVAILABLE", ""
             log.info("model %s version %s AVAILABLE", name, version)
         with self._lock:
+            # Availability preserving: old versions go only once a wanted version serves.
+            if not any(entry.versions[v].state == "AVAILABLE" for v in wanted if v in entry.versions) and wanted:
+                return self._changed()
             for version, state in entry.versions.items():
                 if version not in wanted and state.state == "AVAILABLE":
                     state.state = "UNLOADING"
                     state.servable, state.state = None, "END"
                     log.info("model %s version %s unloaded", name, version)
+        self._changed()
+
+    def _changed(self):
         if self.on_change:
             self.on_change()
 
