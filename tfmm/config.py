@@ -59,6 +59,7 @@ class TrainConfig:
     early_stopping_patience: int = 0  # epochs without val improvement; 0 = off
     backup_every_steps: int = 0  # BackupAndRestore step interval; 0 = at epoch ends
     seed: int = 0
+    deterministic: bool = False  # TensorFlow op determinism: bit-reproducible runs (slower)
     output_dir: str = "runs"
 
 

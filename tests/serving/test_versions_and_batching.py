@@ -120,3 +120,35 @@ def test_command_line_errors(tmp_path):
         result = subprocess.run([sys.executable, "-m", "tfmm.serving", "--model_name", "m", "--model_base_path", str(tmp_path / "m"),
                                  "--port", str(free_port()), "--rest_api_port", str(port)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "port is in use" in result.stderr
+
+
+def test_version_policies_and_labels(tmp_path):
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from tfmm.serving.manager import ModelManager
+    from tfmm.serving.status import ServingError
+
+    for version in (1, 2, 3):
+        save_half_plus_two(tmp_path / "m" / str(version))
+
+    def manager(policy_text):
+        config = model_server_config_pb2.ModelServerConfig()
+        model = config.model_config_list.config.add()
+        model.name, model.base_path = "m", str(tmp_path / "m")
+        from google.protobuf import text_format
+        text_format.Parse(policy_text, model.model_version_policy)
+        model.version_labels["stable"] = 1
+        return ModelManager(config)
+
+    def available(m):
+        return sorted(v for v, state, _ in m.status("m") if state == "AVAILABLE")
+
+    assert available(manager("")) == [3]
+    assert available(manager("latest { num_versions: 2 }")) == [2, 3]
+    assert available(manager("all {}")) == [1, 2, 3]
+    pinned = manager("specific { versions: 1 versions: 3 }")
+    assert available(pinned) == [1, 3]
+    assert pinned.resolve("m").version == 3
+    assert pinned.resolve("m", label="stable").version == 1
+    with pytest.raises(ServingError, match="Specific\\(m, 2\\)"):
+        pinned.resolve("m", version=2)

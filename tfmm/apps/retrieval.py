@@ -103,15 +103,16 @@ def build_preprocessor(config, train_examples):
     return TextPreprocessor(vocabulary, config.model.sequence_length)
 
 
-def pipeline(config, dataset, preprocessor, training, shard=None):
+def pipeline(config, dataset, preprocessor, training, shard=None, repeat=False):
     """Batches of `{"images", "token_ids", "padding_mask"}`: one caption per image (random when training)."""
     augment = config.data.augment
     image_augmenter = ImageAugmenter(augment, seed=config.train.seed) if training else None
     text_augmenter = TextAugmenter(augment.text_deletion, augment.text_swap, augment.text_synonyms) if training else None
 
-    def pick_caption(example):
+    def pick_caption(example, seed):
         captions = example["captions"]
-        index = tf.random.uniform((), 0, tf.shape(captions)[0], dtype=tf.int32) if training else 0
+        count = tf.shape(captions)[0]
+        index = tf.random.stateless_uniform((), seed, 0, count, dtype=tf.int32) if training else 0
         return {"images": example["image"], "text": captions[index]}
 
     def to_inputs(batch):
@@ -126,6 +127,7 @@ def pipeline(config, dataset, preprocessor, training, shard=None):
     return build_pipeline(
         dataset, config.data.batch_size, training=training, example_fn=pick_caption, batch_fn=to_inputs,
         cache=config.data.cache, shuffle_buffer=config.data.shuffle_buffer, seed=config.train.seed, shard=shard,
+        repeat=repeat,
     )
 
 
@@ -268,8 +270,13 @@ def zero_shot(run, split, check, class_names=None, templates=None):
 
 
 def train(config, run_path=None):
-    """Trains under the configured strategy and precision; returns the `Run`."""
+    """Trains under the configured strategy and precision; returns the `Run`.
+
+    Given the `run_path` of an interrupted run, training resumes from its last backup.
+    """
     keras.utils.set_random_seed(config.train.seed)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
     policy = set_precision(config.train.mixed_precision)
     strategy = choose_strategy(config.train.strategy)
     check = ImageCheck(strict=config.data.strict)
@@ -280,11 +287,16 @@ def train(config, run_path=None):
     if strategy.extended._in_multi_worker_mode():
         resolver = strategy.cluster_resolver
         shard = (resolver.cluster_spec().num_tasks("worker"), resolver.task_id)
-    train_data = pipeline(config, train_examples, preprocessor, training=True, shard=shard)
+    def train_stream():  # a fresh, endless stream per fit call: batch n is the same in every run
+        return pipeline(config, train_examples, preprocessor, training=True, shard=shard, repeat=True)
+
     validation_data = pipeline(config, examples(config, "validation", check), preprocessor, training=False, shard=shard)
-    steps = config.train.steps_per_epoch or int(train_data.cardinality().numpy())
-    if steps <= 0:
-        steps = sum(1 for _ in train_data)
+    count = int(train_examples.cardinality().numpy())
+    if count < 0:  # unknown cardinality (filtered user data): count once
+        count = sum(1 for _ in train_examples)
+    if shard:
+        count = len(range(shard[1], count, shard[0]))
+    steps = config.train.steps_per_epoch or count // config.data.batch_size
     if steps == 0:
         raise TfmmError(f"data.batch_size {config.data.batch_size} is larger than the training split")
     with strategy.scope():
@@ -296,8 +308,8 @@ def train(config, run_path=None):
     print(f"training {TASK}: {model.count_params():,} parameters, {policy}, {strategy.num_replicas_in_sync} replica(s), "
           f"{steps} steps × {config.train.epochs} epochs → {run_path}")
     started = time.time()
-    fit(model, train_data, validation_data, config.train, run_path,
-        steps_per_epoch=config.train.steps_per_epoch or None)
+    fit(model, train_stream, validation_data, config.train, run_path, steps,
+        worker_index=shard[1] if shard else 0)
     print(f"trained in {time.time() - started:.0f} s")
     if check.summary():
         print(check.summary())
@@ -418,7 +430,7 @@ def _run(args):
 
 def cmd_train(args):
     config = cli.resolve_config(RetrievalConfig, args)
-    run = train(config)
+    run = train(config, args.run_dir)
     metrics = evaluate(run, "validation", ImageCheck(strict=config.data.strict))
     cli.print_metrics("validation", metrics)
 
@@ -498,7 +510,8 @@ def parser():
         s.set_defaults(handler=handler)
         return s
 
-    command("train", cmd_train, "train a model", model=False)
+    s = command("train", cmd_train, "train a model", model=False)
+    s.add_argument("--run-dir", help="run directory; an interrupted run given here resumes from its last backup")
     s = command("eval", cmd_eval, "Recall@1/5/10 both ways over a whole split", output=True)
     s.add_argument("--split", default="test")
     s = command("zero-shot", cmd_zero_shot, "zero-shot classification accuracy", output=True)

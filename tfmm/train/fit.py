@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keras
 
+from tfmm.train.backup import StepBackup, checkpoint_manager, restore_latest, resume_plan
 from tfmm.train.callbacks import AtomicCheckpoint, remove_tree
 from tfmm.train.schedules import WarmupCosine
 from tfmm.train.strategy import is_chief
@@ -23,20 +24,27 @@ def make_optimizer(train, total_steps):
     return optimizer
 
 
-def fit(model, train_data, validation_data, train, run_dir, steps_per_epoch=None, extra_callbacks=()):
-    """Trains with BackupAndRestore (resume after a crash), best-model checkpoint, early stopping,
-    TensorBoard and CSV logs. Only the chief writes to `run_dir`; other workers write to a
-    temporary directory that is removed afterwards.
+def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, worker_index=0, extra_callbacks=()):
+    """Trains `train.epochs` epochs of `steps_per_epoch` steps from `train_stream()` (a factory of
+    endless datasets whose n-th batch is the same in every one), with a step-level backup that
+    resumes an interrupted run in the same `run_dir` exactly where it stopped, the best
+    model kept atomically, early stopping, TensorBoard and CSV logs, and a loss plot.
+
+    Only the chief writes to `run_dir`; other workers write logs to a temporary directory
+    that is removed afterwards, and their backups under `run_dir/backup/worker-<i>`.
     """
     chief = is_chief()
     out = Path(run_dir) if chief else Path(tempfile.mkdtemp(prefix="tfmm-worker-"))
     out.mkdir(parents=True, exist_ok=True)
+    backup_dir = Path(run_dir) / "backup" / ("chief" if chief else f"worker-{worker_index}")
+    checkpoint, manager = checkpoint_manager(model, backup_dir)
+    step = restore_latest(checkpoint, manager)
+    if step:
+        print(f"resuming from the backup at step {step} ({backup_dir})")
     callbacks = [
-        keras.callbacks.BackupAndRestore(
-            str(out / "backup"), save_freq=train.backup_every_steps or "epoch", delete_checkpoint=True
-        ),
-        AtomicCheckpoint(out / "model.keras", monitor="val_loss" if validation_data is not None else "loss"),
-        keras.callbacks.CSVLogger(str(out / "history.csv")),
+        StepBackup(manager, train.backup_every_steps),
+        AtomicCheckpoint(out / "model.keras", monitor="val_loss" if validation_data is not None else "loss", write=chief),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(step)),
         keras.callbacks.TensorBoard(str(out / "logs"), update_freq="epoch", write_graph=False),
     ]
     if train.early_stopping_patience:
@@ -44,16 +52,26 @@ def fit(model, train_data, validation_data, train, run_dir, steps_per_epoch=None
             monitor="val_loss", patience=train.early_stopping_patience, restore_best_weights=True
         ))
     callbacks.extend(extra_callbacks)
+    history = {}
     try:
-        history = model.fit(
-            train_data, validation_data=validation_data, epochs=train.epochs, steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
-        )
+        for initial_epoch, epochs, steps, skip in resume_plan(step, steps_per_epoch, train.epochs):
+            result = model.fit(
+                train_stream().skip(skip), validation_data=validation_data, initial_epoch=initial_epoch, epochs=epochs,
+                steps_per_epoch=steps, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+            )
+            for key, values in result.history.items():
+                history.setdefault(key, []).extend(values)
+            if model.stop_training:
+                break
     finally:
         if not chief:
             remove_tree(out)
     if chief:
-        plot_history(history.history, out / "loss.png")
+        model.save_weights(str(out / "final.weights.h5"))
+        if history:
+            plot_history(history, out / "loss.png")
+    print(f"finished at step {int(model.optimizer.iterations.numpy())}")
+    remove_tree(backup_dir)  # the run finished: nothing to resume
     return history
 
 
