@@ -274,11 +274,11 @@ def train(config, run_path=None):
 
     Given the `run_path` of an interrupted run, training resumes from its last backup.
     """
+    strategy = choose_strategy(config.train.strategy)  # first: multi-worker needs an untouched runtime
     keras.utils.set_random_seed(config.train.seed)
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     policy = set_precision(config.train.mixed_precision)
-    strategy = choose_strategy(config.train.strategy)
     check = ImageCheck(strict=config.data.strict)
     run_path = Path(run_path or cli.run_dir(config.train.output_dir, TASK))
     train_examples = examples(config, "train", check)

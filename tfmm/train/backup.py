@@ -32,7 +32,8 @@ class StepBackup(keras.callbacks.Callback):
 
 def checkpoint_manager(model, directory):
     if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+        with model.distribute_strategy.scope():  # optimizer slots are mirrored like the weights
+            model.optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     return checkpoint, tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=2)
 

@@ -26,16 +26,19 @@ def _tf_config():
 def choose_strategy(name="auto"):
     """auto: MultiWorkerMirrored when TF_CONFIG names a cluster, Mirrored with several GPUs, else default.
 
+    Call it before other TensorFlow work in the process (see the comment below).
+
     `mirrored` on a machine without GPUs mirrors over the logical CPU devices (tests
     split the CPU into two with `tf.config.set_logical_device_configuration`).
     """
     if name not in STRATEGIES:
         raise TfmmError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
     if name == "auto":
-        gpus = tf.config.list_logical_devices("GPU")
+        # TF_CONFIG first: a multi-worker strategy must be made before anything starts the TF runtime
+        # (listing devices does), else "Collective ops must be configured at program startup".
         if _tf_config():
             name = "multi_worker"
-        elif len(gpus) > 1:
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
             name = "mirrored"
         else:
             name = "default"
