@@ -218,7 +218,7 @@ def bench_retrieval(args):
         ours = throughput_tfmm(args.steps, args.warmup)
         theirs = throughput_open_clip(args.steps, args.warmup)
         best_ours, best_theirs = max(ours.values()), max(theirs.values())
-        rows = [[k, f"{v:.1f}"] for k, v in {**ours, **theirs}.items()]
+        rows = [[f"tfmm {k}", f"{v:.1f}"] for k, v in ours.items()] + [[k, f"{v:.1f}"] for k, v in theirs.items()]
         sections.append(
             "### Peer comparison: tiny CLIP training throughput, tfmm vs open_clip (same run)\n\n"
             "ViT 64×64 patch 8, width 256, 4 layers, 4 heads; text context 32, vocabulary 2048, width 256, "

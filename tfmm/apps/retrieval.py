@@ -28,7 +28,7 @@ from tfmm.export.contrastive import export_retriever
 from tfmm.metrics import recall_at_k, zero_shot_accuracy
 from tfmm.models import CLIPBackbone, ContrastiveRetriever
 from tfmm.text import TextAugmenter, TextPreprocessor, learn_vocabulary, load_vocabulary, save_vocabulary
-from tfmm.train import choose_strategy, fit, make_optimizer, set_precision
+from tfmm.train import choose_strategy, fit, is_chief, make_optimizer, set_precision
 
 TASK = "retrieval"
 
@@ -287,6 +287,7 @@ def train(config, run_path=None):
     if strategy.extended._in_multi_worker_mode():
         resolver = strategy.cluster_resolver
         shard = (resolver.cluster_spec().num_tasks("worker"), resolver.task_id)
+
     def train_stream():  # a fresh, endless stream per fit call: batch n is the same in every run
         return pipeline(config, train_examples, preprocessor, training=True, shard=shard, repeat=True)
 
@@ -302,9 +303,11 @@ def train(config, run_path=None):
     with strategy.scope():
         model = build_model(config, preprocessor.vocabulary_size)
         model.compile(optimizer=make_optimizer(config.train, steps * config.train.epochs), jit_compile=config.train.jit_compile)
-    run_path.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_path / "config.toml")
-    save_vocabulary(preprocessor.vocabulary, run_path / "vocabulary.txt")
+    chief = is_chief()
+    if chief:
+        run_path.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_path / "config.toml")
+        save_vocabulary(preprocessor.vocabulary, run_path / "vocabulary.txt")
     print(f"training {TASK}: {model.count_params():,} parameters, {policy}, {strategy.num_replicas_in_sync} replica(s), "
           f"{steps} steps × {config.train.epochs} epochs → {run_path}")
     started = time.time()
@@ -313,9 +316,8 @@ def train(config, run_path=None):
     print(f"trained in {time.time() - started:.0f} s")
     if check.summary():
         print(check.summary())
-    run = Run.load(run_path)
     keras.mixed_precision.set_global_policy("float32")
-    return run
+    return Run.load(run_path) if chief else None
 
 
 def export(run, name=None, sample_split="validation"):
@@ -431,6 +433,8 @@ def _run(args):
 def cmd_train(args):
     config = cli.resolve_config(RetrievalConfig, args)
     run = train(config, args.run_dir)
+    if run is None:  # a non-chief worker: the chief evaluates
+        return
     metrics = evaluate(run, "validation", ImageCheck(strict=config.data.strict))
     cli.print_metrics("validation", metrics)
 
@@ -485,6 +489,8 @@ def cmd_main_job(args):
     """Train the default config on shapes, evaluate, zero-shot, export: the README's first command."""
     config = cli.resolve_config(RetrievalConfig, args)
     run = train(config)
+    if run is None:  # a non-chief worker: the chief evaluates and exports
+        return
     check = ImageCheck(strict=config.data.strict)
     test = evaluate(run, "test", check)
     cli.print_metrics("test split", test)
