@@ -1,6 +1,5 @@
 """Command-line plumbing shared by the apps: subcommands, --config/--set, one-line user errors."""
 
-import argparse
 import json
 import sys
 import time

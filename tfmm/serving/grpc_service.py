@@ -10,7 +10,6 @@ from tensorflow_serving.apis import (
     get_model_metadata_pb2, get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
     prediction_service_pb2_grpc,
 )
-from tensorflow_serving.config import model_server_config_pb2  # noqa: F401
 
 from tfmm.errors import TfmmError
 from tfmm.serving import metrics
