@@ -103,8 +103,18 @@ def build_preprocessor(config, train_examples):
     return TextPreprocessor(vocabulary, config.model.sequence_length)
 
 
+def per_worker_batch(config, shard):
+    workers = shard[0] if shard else 1
+    if config.data.batch_size % workers:
+        raise TfmmError(f"data.batch_size {config.data.batch_size} must divide evenly among {workers} workers")
+    return config.data.batch_size // workers
+
+
 def pipeline(config, dataset, preprocessor, training, shard=None, repeat=False):
-    """Batches of `{"images", "token_ids", "padding_mask"}`: one caption per image (random when training)."""
+    """Batches of `{"images", "token_ids", "padding_mask"}`: one caption per image (random when training).
+
+    `data.batch_size` is the global batch: with `shard=(workers, index)` each worker batches its share.
+    """
     augment = config.data.augment
     image_augmenter = ImageAugmenter(augment, seed=config.train.seed) if training else None
     text_augmenter = TextAugmenter(augment.text_deletion, augment.text_swap, augment.text_synonyms) if training else None
@@ -125,7 +135,7 @@ def pipeline(config, dataset, preprocessor, training, shard=None, repeat=False):
         return {"images": images, **preprocessor(text)}
 
     return build_pipeline(
-        dataset, config.data.batch_size, training=training, example_fn=pick_caption, batch_fn=to_inputs,
+        dataset, per_worker_batch(config, shard), training=training, example_fn=pick_caption, batch_fn=to_inputs,
         cache=config.data.cache, shuffle_buffer=config.data.shuffle_buffer, seed=config.train.seed, shard=shard,
         repeat=repeat,
     )
@@ -297,7 +307,7 @@ def train(config, run_path=None):
         count = sum(1 for _ in train_examples)
     if shard:
         count = len(range(shard[1], count, shard[0]))
-    steps = config.train.steps_per_epoch or count // config.data.batch_size
+    steps = config.train.steps_per_epoch or count // per_worker_batch(config, shard)
     if steps == 0:
         raise TfmmError(f"data.batch_size {config.data.batch_size} is larger than the training split")
     with strategy.scope():

@@ -2,5 +2,6 @@
 
 from tfmm.models.clip_backbone import CLIPBackbone
 from tfmm.models.contrastive_retriever import ContrastiveRetriever
+from tfmm.models.task import Task
 
-__all__ = ["CLIPBackbone", "ContrastiveRetriever"]
+__all__ = ["CLIPBackbone", "ContrastiveRetriever", "Task"]

@@ -2,10 +2,11 @@ import keras
 
 from tfmm.layers import ContrastiveHead
 from tfmm.losses import CONTRASTIVE_LOSSES
+from tfmm.models.task import Task
 
 
 @keras.saving.register_keras_serializable(package="tfmm")
-class ContrastiveRetriever(keras.Model):
+class ContrastiveRetriever(Task):
     """The retrieval task: a `CLIPBackbone` plus its learnable temperature and contrastive loss.
 
     Trained with `model.fit` on `{"images", "token_ids", "padding_mask"}` with no
