@@ -322,7 +322,7 @@ def train(config, run_path=None):
           f"{steps} steps × {config.train.epochs} epochs → {run_path}")
     started = time.time()
     fit(model, train_stream, validation_data, config.train, run_path, steps,
-        worker_index=shard[1] if shard else 0)
+        worker_index=shard[1] if shard else 0, num_workers=shard[0] if shard else 1)
     print(f"trained in {time.time() - started:.0f} s")
     if check.summary():
         print(check.summary())

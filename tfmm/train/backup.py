@@ -10,6 +10,8 @@ where to continue, and the training stream (deterministic per global step) is sk
 to that step, so the resumed run takes the same steps on the same batches.
 """
 
+from pathlib import Path
+
 import keras
 import tensorflow as tf
 
@@ -38,10 +40,24 @@ def checkpoint_manager(model, directory):
     return checkpoint, tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=2)
 
 
-def restore_latest(checkpoint, manager):
-    """Restores the newest complete checkpoint; returns the global step it holds (0 if none)."""
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+def _steps(directory):
+    """Steps of the complete checkpoints in a backup directory (an index file is written last)."""
+    return {int(p.name[len("ckpt-"):-len(".index")]) for p in Path(directory).glob("ckpt-*.index")}
+
+
+def restore_latest(checkpoint, manager, peer_directories=()):
+    """Restores the newest complete checkpoint; returns the global step it holds (0 if none).
+
+    With several workers, each backs up to its own directory and a crash can leave one
+    worker a checkpoint ahead of another; `peer_directories` (the other workers' backup
+    directories, on storage they share) make every worker restore the newest step that
+    all of them have, so the cluster resumes in step.
+    """
+    steps = _steps(manager.directory)
+    for peer in peer_directories:
+        steps &= _steps(peer)
+    if steps:
+        checkpoint.restore(str(Path(manager.directory) / f"ckpt-{max(steps)}")).assert_existing_objects_matched()
     return int(checkpoint.optimizer.iterations.numpy())
 
 

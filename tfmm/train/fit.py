@@ -24,7 +24,8 @@ def make_optimizer(train, total_steps):
     return optimizer
 
 
-def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, worker_index=0, extra_callbacks=()):
+def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, worker_index=0, num_workers=1,
+        extra_callbacks=()):
     """Trains `train.epochs` epochs of `steps_per_epoch` steps from `train_stream()` (a factory of
     endless datasets whose n-th batch is the same in every one), with a step-level backup that
     resumes an interrupted run in the same `run_dir` exactly where it stopped, the best
@@ -36,9 +37,10 @@ def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, w
     chief = is_chief()
     out = Path(run_dir) if chief else Path(tempfile.mkdtemp(prefix="tfmm-worker-"))
     out.mkdir(parents=True, exist_ok=True)
-    backup_dir = Path(run_dir) / "backup" / ("chief" if chief else f"worker-{worker_index}")
+    backups = [Path(run_dir) / "backup" / ("chief" if i == 0 else f"worker-{i}") for i in range(num_workers)]
+    backup_dir = backups[worker_index]
     checkpoint, manager = checkpoint_manager(model, backup_dir)
-    step = restore_latest(checkpoint, manager)
+    step = restore_latest(checkpoint, manager, [b for b in backups if b != backup_dir])
     if step:
         print(f"resuming from the backup at step {step} ({backup_dir})")
     callbacks = [
