@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tfmm.config import load_config
 from tfmm.errors import TfmmError
+from tfmm.files import atomic_write
 
 
 def add_config_arguments(parser, app_name):
@@ -37,11 +38,8 @@ def resolve_config(config_cls, args):
 
 def write_json(path, data):
     """Writes metrics as JSON (to a temporary name first) and echoes where they went."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     print(f"wrote {path}")
 
 

@@ -7,7 +7,6 @@ and export to `saved_models/retrieval/<version>/`.
 
 import argparse
 import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tfmm.data.images import decode_and_resize
 from tfmm.data.shapes import COMBINATIONS, HELDOUT_COMBINATIONS
 from tfmm.encoders import build_image_encoder, build_text_encoder, preset_vocabulary
 from tfmm.errors import TfmmError
+from tfmm.files import atomic_write
 from tfmm.export.contrastive import export_retriever
 from tfmm.metrics import recall_at_k, zero_shot_accuracy
 from tfmm.models import CLIPBackbone, ContrastiveRetriever
@@ -346,11 +346,8 @@ def export(run, name=None, sample_split="validation"):
 
 
 def save_index(path, index):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez(tmp, **index)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp, open(tmp, "wb") as handle:  # a file object: savez adds no ".npz"
+        np.savez(handle, **index)
 
 
 def load_index(path):

@@ -4,7 +4,6 @@ Every source gives the same example structure: `{"image": uint8 (S, S, 3),
 "captions": string (n,), "scene": string}`, decoded in parallel.
 """
 
-import zlib
 from pathlib import Path
 
 import tensorflow as tf
@@ -17,16 +16,11 @@ SPLITS = ("train", "validation", "test", "heldout")
 
 
 def _hash_split(scene, fraction):
-    """Deterministic split of user data without split files: validation and test get `fraction` each."""
-    bucket = (zlib.crc32(scene.encode()) % 10000) / 10000
-    if bucket < fraction:
-        return "validation"
-    if bucket < 2 * fraction:
-        return "test"
-    return "train"
+    """Deterministic split of user data without split files: validation and test get `fraction` each.
 
-
-def _hash_split_graph(scene, fraction):
+    One in-graph hash for every source, so a caption folder and the TFRecord shards made
+    from it (tools/prepare_data.py) put each image in the same split.
+    """
     bucket = tf.cast(tf.strings.to_hash_bucket_fast(scene, 10000), tf.float32) / 10000.0
     return tf.where(bucket < fraction, "validation", tf.where(bucket < 2 * fraction, "test", "train"))
 
@@ -80,10 +74,11 @@ def load_captioned_images(data, split, image_check):
         has_split_files = any((path / f"{s}{x}").is_file() for s in ("train", "validation", "test") for x in (".jsonl", ".csv"))
         examples = readers.read_caption_folder(path, split if has_split_files else None)
         if not has_split_files:
-            examples = [e for e in examples if _hash_split(e["scene"], data.validation_fraction) == split]
+            splits = _hash_split(tf.constant([e["scene"] for e in examples]), data.validation_fraction).numpy()
+            examples = [e for e, name in zip(examples, splits) if name.decode() == split]
     elif "*" in source or path.suffix == ".tfrecord":
         records = readers.read_tfrecord_shards(source)
-        bucket = records.filter(lambda e: _hash_split_graph(e["scene"], data.validation_fraction) == split)
+        bucket = records.filter(lambda e: _hash_split(e["scene"], data.validation_fraction) == split)
         return bucket.map(lambda e: {
             "image": decode_and_resize(e["image_bytes"], data.image_size), "captions": e["captions"], "scene": e["scene"]
         }, num_parallel_calls=tf.data.AUTOTUNE)

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+import tensorflow as tf
 
 from tfmm.serving.status import ServingError
 
@@ -90,8 +91,6 @@ class Batcher:
             if len(items) == 1:
                 items[0].future.set_result(run(items[0].tensors))
                 return
-            import tensorflow as tf
-
             merged = {name: tf.concat([i.tensors[name] for i in items], axis=0) for name in items[0].tensors}
             outputs = run(merged)
             total = sum(i.rows for i in items)

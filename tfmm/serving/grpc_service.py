@@ -45,8 +45,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
             except Exception as error:
                 raise invalid(f"cannot read input tensors: {error}") from None
-            servable, signature_name, outputs = self.predictor.predict(
-                name, version, label, request.model_spec.signature_name, inputs, list(request.output_filter))
+            servable = self.predictor.manager.resolve(name, version, label)
+            signature_name, outputs = self.predictor.predict(
+                servable, request.model_spec.signature_name, inputs, list(request.output_filter))
             response = predict_pb2.PredictResponse()
             response.model_spec.name = name
             response.model_spec.version.value = servable.version

@@ -151,5 +151,5 @@ def _predict(predictor, model, version, label, body):
     if signature_name not in servable.signature_defs or signature_name == "__saved_model_init_op":
         raise invalid(f'Serving signature name: "{signature_name}" not found in signature def')
     inputs, row_format = parse_predict_body(request, servable.signature_defs[signature_name])
-    _, _, outputs = predictor.predict(model, version, label, signature_name, inputs)
+    _, outputs = predictor.predict(servable, signature_name, inputs)
     return make_predict_response(outputs, row_format)

@@ -1,27 +1,16 @@
 """Callbacks beyond Keras' own: atomic best-model checkpoints."""
 
-import os
 import shutil
-import tempfile
-from pathlib import Path
 
 import keras
+
+from tfmm.files import atomic_write
 
 
 def atomic_save_model(model, path):
     """Saves a `.keras` file through a temporary name and a rename: a crash never leaves a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".keras")
-    os.close(handle)
-    try:
+    with atomic_write(path) as tmp:
         model.save(tmp)
-        with open(tmp, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):

@@ -73,9 +73,8 @@ def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, w
         if history:
             plot_history(history, out / "loss.png")
     print(f"finished at step {int(model.optimizer.iterations.numpy())}")
-    remove_tree(backup_dir)  # the run finished: nothing to resume
-    if chief:
-        remove_tree(Path(run_dir) / "backup")
+    # The run finished: nothing to resume. The chief clears every worker's backups.
+    remove_tree(Path(run_dir) / "backup" if chief else backup_dir)
     return history
 
 
