@@ -7,7 +7,6 @@ and export to `saved_models/retrieval/<version>/`.
 
 import argparse
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +16,18 @@ import keras
 import tensorflow as tf
 
 from tfmm import cli
-from tfmm.config import DataConfig, ExportConfig, TrainConfig, load_config, save_config
+from tfmm.config import DataConfig, ExportConfig, TrainConfig, load_config
 from tfmm.data import ImageAugmenter, ImageCheck, build_pipeline, load_captioned_images, to_float
 from tfmm.data.images import decode_and_resize
 from tfmm.data.shapes import COMBINATIONS, HELDOUT_COMBINATIONS
-from tfmm.encoders import build_image_encoder, build_text_encoder, preset_vocabulary
+from tfmm.encoders import build_image_encoder, build_text_encoder, parse_trainable, preset_vocabulary
 from tfmm.errors import TfmmError
 from tfmm.files import atomic_write
 from tfmm.export.contrastive import export_retriever
 from tfmm.metrics import recall_at_k, zero_shot_accuracy
 from tfmm.models import CLIPBackbone, ContrastiveRetriever
 from tfmm.text import TextAugmenter, TextPreprocessor, learn_vocabulary, load_vocabulary, save_vocabulary
-from tfmm.train import choose_strategy, fit, is_chief, make_optimizer, set_precision
+from tfmm.train.session import TrainingSession, count_examples, per_worker_batch
 
 TASK = "retrieval"
 
@@ -70,14 +69,6 @@ class RetrievalConfig:
     zero_shot: ZeroShotConfig = dataclasses.field(default_factory=ZeroShotConfig)
 
 
-def _trainable(value, field):
-    if value in ("full", "frozen"):
-        return value
-    if value.startswith("top-") and value[4:].isdigit():
-        return int(value[4:])
-    raise TfmmError(f"{field} must be full, frozen or top-N, got {value!r}")
-
-
 # ---------------------------------------------------------------------------------------------- data
 
 
@@ -101,13 +92,6 @@ def build_preprocessor(config, train_examples):
             raise TfmmError(f"data.source {config.data.source}: the training split has no captions")
         vocabulary = learn_vocabulary(captions + TextAugmenter.vocabulary_words(), config.model.vocabulary_size)
     return TextPreprocessor(vocabulary, config.model.sequence_length)
-
-
-def per_worker_batch(config, shard):
-    workers = shard[0] if shard else 1
-    if config.data.batch_size % workers:
-        raise TfmmError(f"data.batch_size {config.data.batch_size} must divide evenly among {workers} workers")
-    return config.data.batch_size // workers
 
 
 def pipeline(config, dataset, preprocessor, training, shard=None, repeat=False):
@@ -135,7 +119,7 @@ def pipeline(config, dataset, preprocessor, training, shard=None, repeat=False):
         return {"images": images, **preprocessor(text)}
 
     return build_pipeline(
-        dataset, per_worker_batch(config, shard), training=training, example_fn=pick_caption, batch_fn=to_inputs,
+        dataset, per_worker_batch(config.data.batch_size, shard), training=training, example_fn=pick_caption, batch_fn=to_inputs,
         cache=config.data.cache, shuffle_buffer=config.data.shuffle_buffer, seed=config.train.seed, shard=shard,
         repeat=repeat,
     )
@@ -148,11 +132,11 @@ def build_model(config, vocabulary_size):
     m = config.model
     image_encoder = build_image_encoder(
         m.image_encoder, m.image_encoder_size, config.data.image_size, m.image_encoder_weights,
-        trainable=_trainable(m.image_encoder_trainable, "model.image_encoder_trainable"),
+        trainable=parse_trainable(m.image_encoder_trainable, "model.image_encoder_trainable"),
     )
     text_encoder = build_text_encoder(
         m.text_encoder, m.text_encoder_size, vocabulary_size, m.sequence_length, m.text_encoder_weights,
-        trainable=_trainable(m.text_encoder_trainable, "model.text_encoder_trainable"),
+        trainable=parse_trainable(m.text_encoder_trainable, "model.text_encoder_trainable"),
     )
     backbone = CLIPBackbone(image_encoder, text_encoder, m.embedding_dim, m.projection_hidden_dim)
     return ContrastiveRetriever(backbone, m.loss, m.logit_scale_init, m.logit_scale_max, m.triplet_margin)
@@ -280,53 +264,28 @@ def zero_shot(run, split, check, class_names=None, templates=None):
 
 
 def train(config, run_path=None):
-    """Trains under the configured strategy and precision; returns the `Run`.
+    """Trains under the configured strategy and precision; returns the `Run` (None on non-chief workers).
 
     Given the `run_path` of an interrupted run, training resumes from its last backup.
     """
-    strategy = choose_strategy(config.train.strategy)  # first: multi-worker needs an untouched runtime
-    keras.utils.set_random_seed(config.train.seed)
-    if config.train.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    policy = set_precision(config.train.mixed_precision)
+    session = TrainingSession(config)  # first: multi-worker needs an untouched runtime
     check = ImageCheck(strict=config.data.strict)
     run_path = Path(run_path or cli.run_dir(config.train.output_dir, TASK))
     train_examples = examples(config, "train", check)
     preprocessor = build_preprocessor(config, train_examples)
-    shard = None
-    if strategy.extended._in_multi_worker_mode():
-        resolver = strategy.cluster_resolver
-        shard = (resolver.cluster_spec().num_tasks("worker"), resolver.task_id)
 
     def train_stream():  # a fresh, endless stream per fit call: batch n is the same in every run
-        return pipeline(config, train_examples, preprocessor, training=True, shard=shard, repeat=True)
+        return pipeline(config, train_examples, preprocessor, training=True, shard=session.shard, repeat=True)
 
-    validation_data = pipeline(config, examples(config, "validation", check), preprocessor, training=False, shard=shard)
-    count = int(train_examples.cardinality().numpy())
-    if count < 0:  # unknown cardinality (filtered user data): count once
-        count = sum(1 for _ in train_examples)
-    if shard:
-        count = len(range(shard[1], count, shard[0]))
-    steps = config.train.steps_per_epoch or count // per_worker_batch(config, shard)
-    if steps == 0:
-        raise TfmmError(f"data.batch_size {config.data.batch_size} is larger than the training split")
-    with strategy.scope():
-        model = build_model(config, preprocessor.vocabulary_size)
-        model.compile(optimizer=make_optimizer(config.train, steps * config.train.epochs), jit_compile=config.train.jit_compile)
-    chief = is_chief()
-    if chief:
-        run_path.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_path / "config.toml")
-        save_vocabulary(preprocessor.vocabulary, run_path / "vocabulary.txt")
-    print(f"training {TASK}: {model.count_params():,} parameters, {policy}, {strategy.num_replicas_in_sync} replica(s), "
-          f"{steps} steps × {config.train.epochs} epochs → {run_path}")
-    started = time.time()
-    fit(model, train_stream, validation_data, config.train, run_path, steps,
-        worker_index=shard[1] if shard else 0, num_workers=shard[0] if shard else 1)
-    print(f"trained in {time.time() - started:.0f} s")
+    validation_data = pipeline(config, examples(config, "validation", check), preprocessor, training=False,
+                               shard=session.shard)
+    chief = session.train(
+        TASK, lambda: build_model(config, preprocessor.vocabulary_size), train_stream, validation_data,
+        count_examples(train_examples), run_path,
+        lambda path: save_vocabulary(preprocessor.vocabulary, path / "vocabulary.txt"),
+    )
     if check.summary():
         print(check.summary())
-    keras.mixed_precision.set_global_policy("float32")
     return Run.load(run_path) if chief else None
 
 

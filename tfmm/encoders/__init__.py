@@ -11,7 +11,7 @@ from tfmm.encoders import resnet_image_encoder, transformer_text_encoder, vit_im
 from tfmm.encoders.bert_text_encoder import BertTextEncoder
 from tfmm.encoders.cnn_image_encoder import CNNImageEncoder
 from tfmm.encoders.gru_text_encoder import GRUTextEncoder
-from tfmm.encoders.pretrained import load_pretrained_encoder, preset_vocabulary, set_trainable
+from tfmm.encoders.pretrained import load_pretrained_encoder, parse_trainable, preset_vocabulary, set_trainable
 from tfmm.encoders.resnet_image_encoder import ResNetImageEncoder
 from tfmm.encoders.transformer_text_encoder import TransformerTextEncoder
 from tfmm.encoders.vit_image_encoder import ViTImageEncoder
@@ -28,19 +28,29 @@ def _size(sizes, size, name):
     return sizes[size]
 
 
+def _no_options(name, options):
+    if options:
+        raise TfmmError(f"image encoder {name!r} takes no options; got {', '.join(options)}")
+
+
 @IMAGE_ENCODERS.register("cnn")
-def _cnn(size, image_size, dtype=None):
-    return CNNImageEncoder(image_size=image_size, dtype=dtype, **_size(cnn_image_encoder.SIZES, size, "cnn"))
+def _cnn(size, image_size, dtype=None, normalization="group"):
+    if normalization not in ("group", "batch"):
+        raise TfmmError(f"cnn normalization must be group or batch, got {normalization!r}")
+    return CNNImageEncoder(image_size=image_size, normalization=normalization, dtype=dtype,
+                           **_size(cnn_image_encoder.SIZES, size, "cnn"))
 
 
 @IMAGE_ENCODERS.register("resnet")
-def _resnet(size, image_size, dtype=None):
+def _resnet(size, image_size, dtype=None, **options):
+    _no_options("resnet", options)
     _size(resnet_image_encoder.SIZES, size, "resnet")
     return ResNetImageEncoder.from_size(size, image_size, dtype=dtype)
 
 
 @IMAGE_ENCODERS.register("vit")
-def _vit(size, image_size, dtype=None):
+def _vit(size, image_size, dtype=None, **options):
+    _no_options("vit", options)
     _size(vit_image_encoder.SIZES, size, "vit")
     return ViTImageEncoder.from_size(size, image_size, dtype=dtype)
 
@@ -62,14 +72,18 @@ def _bert(size, vocabulary_size, sequence_length, dtype=None):
     return BertTextEncoder.from_size(size, vocabulary_size, sequence_length, dtype=dtype)
 
 
-def build_image_encoder(name, size, image_size, weights="", trainable=True, dtype=None):
-    """Builds an image encoder from its config name and size, or from local pretrained weights."""
+def build_image_encoder(name, size, image_size, weights="", trainable=True, dtype=None, **options):
+    """Builds an image encoder from its config name and size, or from local pretrained weights.
+
+    `options` go to the encoder's factory (the cnn takes `normalization`: "group" or "batch").
+    """
     factory = IMAGE_ENCODERS.get(name, "model.image_encoder")
     if weights:
-        encoder = load_pretrained_encoder(weights, "model.image_encoder_weights", lambda: factory(size, image_size, dtype),
+        encoder = load_pretrained_encoder(weights, "model.image_encoder_weights",
+                                          lambda: factory(size, image_size, dtype, **options),
                                           image_size=image_size, dtype=dtype)
     else:
-        encoder = factory(size, image_size, dtype)
+        encoder = factory(size, image_size, dtype, **options)
     set_trainable(encoder, trainable)
     return encoder
 
@@ -89,5 +103,5 @@ def build_text_encoder(name, size, vocabulary_size, sequence_length, weights="",
 
 __all__ = [
     "IMAGE_ENCODERS", "TEXT_ENCODERS", "BertTextEncoder", "CNNImageEncoder", "GRUTextEncoder", "ResNetImageEncoder",
-    "TransformerTextEncoder", "ViTImageEncoder", "build_image_encoder", "build_text_encoder", "preset_vocabulary",
+    "TransformerTextEncoder", "ViTImageEncoder", "build_image_encoder", "build_text_encoder", "parse_trainable", "preset_vocabulary",
 ]

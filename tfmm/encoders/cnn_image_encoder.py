@@ -22,7 +22,9 @@ class CNNImageEncoder(keras_hub.models.Backbone):
     as a grid of region vectors, row-major) and `pooled_output` (their mean).
     """
 
-    def __init__(self, image_size, filters=(32, 64, 128, 256), convs_per_stage=1, dtype=None, **kwargs):
+    def __init__(self, image_size, filters=(32, 64, 128, 256), convs_per_stage=1, normalization="group", dtype=None, **kwargs):
+        if normalization not in ("group", "batch"):
+            raise ValueError(f"normalization must be 'group' or 'batch', got {normalization!r}")
         images = keras.Input((image_size, image_size, 3), name="images")
         x = keras.layers.Rescaling(2.0, offset=-1.0, dtype=dtype, name="rescale")(images)
         for stage, width in enumerate(filters):
@@ -31,7 +33,10 @@ class CNNImageEncoder(keras_hub.models.Backbone):
                     width, 3, strides=2 if conv == 0 else 1, padding="same", use_bias=False,
                     dtype=dtype, name=f"stage{stage}_conv{conv}",
                 )(x)
-                x = keras.layers.GroupNormalization(min(8, width), dtype=dtype, name=f"stage{stage}_norm{conv}")(x)
+                if normalization == "group":
+                    x = keras.layers.GroupNormalization(min(8, width), dtype=dtype, name=f"stage{stage}_norm{conv}")(x)
+                else:
+                    x = keras.layers.BatchNormalization(dtype=dtype, name=f"stage{stage}_norm{conv}")(x)
                 x = keras.layers.Activation("gelu", dtype=dtype, name=f"stage{stage}_act{conv}")(x)
         grid = x.shape[1] * x.shape[2]
         sequence = keras.layers.Reshape((grid, filters[-1]), dtype=dtype, name="regions")(x)
@@ -40,9 +45,11 @@ class CNNImageEncoder(keras_hub.models.Backbone):
         self.image_size = image_size
         self.filters = list(filters)
         self.convs_per_stage = convs_per_stage
+        self.normalization = normalization
         self.output_dim = filters[-1]
 
     def get_config(self):
         config = super().get_config()
-        config.update(image_size=self.image_size, filters=self.filters, convs_per_stage=self.convs_per_stage)
+        config.update(image_size=self.image_size, filters=self.filters, convs_per_stage=self.convs_per_stage,
+                      normalization=self.normalization)
         return config

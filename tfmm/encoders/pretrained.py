@@ -91,3 +91,12 @@ def _leaf_blocks(model):
             yield from _leaf_blocks(layer)
         else:
             yield layer
+
+
+def parse_trainable(value, field):
+    """A config's `*_trainable` value: "full", "frozen" or "top-N" (fine-tune the last N blocks)."""
+    if value in ("full", "frozen"):
+        return value
+    if value.startswith("top-") and value[4:].isdigit():
+        return int(value[4:])
+    raise TfmmError(f"{field} must be full, frozen or top-N, got {value!r}")

@@ -12,10 +12,7 @@ Beside it, in the same version directory: `assets.extra/tfmm_config.toml` (the r
 with `tflite/parity.json` (cosine similarity to the Keras embeddings on sample inputs).
 """
 
-import json
 import shutil
-import tempfile
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -24,7 +21,7 @@ import tensorflow as tf
 from tfmm.config import save_config
 from tfmm.data.images import decode_batch
 from tfmm.export.saved_model import write_version
-from tfmm.export.tflite import TFLiteRunner, check_builtin_ops, convert_saved_model
+from tfmm.export.tflite import write_tflite_models
 from tfmm.text.vocabulary import save_vocabulary
 
 
@@ -100,20 +97,6 @@ def build_archive(retriever, preprocessor, templates):
     return archive
 
 
-def _single_example_saved_model(model, input_specs, path):
-    """A batch-1 SavedModel of one tower: static shapes let the converter use built-in ops only."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    names = [spec.name for spec in input_specs]
-
-    def serve(*tensors):
-        inputs = tensors[0] if len(tensors) == 1 else dict(zip(names, tensors))
-        return {"embedding": model(inputs, training=False)["embedding"]}
-
-    archive.add_endpoint("serving_default", serve, input_signature=input_specs)
-    archive.write_out(str(path), verbose=False)
-
-
 def _cosine(a, b):
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)
@@ -126,33 +109,13 @@ def write_tflite(retriever, sample_images, sample_tokens, out_dir, quantizations
     size, length = backbone.image_size, backbone.sequence_length
     towers = {
         "image_encoder": (backbone.image_embedder(), [tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
-                          {"images": sample_images}),
+                          {"images": sample_images}, "embedding"),
         "text_encoder": (backbone.text_embedder(), [tf.TensorSpec([1, length], tf.int32, name="token_ids"),
                                                     tf.TensorSpec([1, length], tf.int32, name="padding_mask")],
-                         sample_tokens),
+                         sample_tokens, "embedding"),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    parity = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        for tower, (model, specs, samples) in towers.items():
-            saved = Path(scratch) / tower
-            _single_example_saved_model(model, specs, saved)
-            names = [s.name for s in specs]
-
-            def representative(samples=samples, names=names):
-                for i in range(len(samples[names[0]])):
-                    yield {name: samples[name][i : i + 1] for name in names}
-
-            reference = model.predict(samples[names[0]] if len(names) == 1 else samples, verbose=0)["embedding"]
-            for quantization in quantizations:
-                content = convert_saved_model(saved, quantization, representative)
-                check_builtin_ops(content)
-                path = out_dir / f"{tower}_{quantization}.tflite"
-                path.write_bytes(content)
-                got = TFLiteRunner(content)(**samples)["embedding"]
-                parity[path.name] = {"min_cosine": float(_cosine(got, reference).min()), "bytes": len(content)}
-    (out_dir / "parity.json").write_text(json.dumps(parity, indent=2))
-    return parity
+    return write_tflite_models(towers, out_dir, quantizations,
+                               lambda got, reference: {"min_cosine": float(_cosine(got, reference).min())})
 
 
 def export_retriever(retriever, preprocessor, config, sample_images, sample_texts, base_dir, name, templates,

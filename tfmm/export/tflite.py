@@ -5,6 +5,11 @@ under Keras 3), always with an explicit `supported_ops` so that no Flex op sneak
 in, and checked in `ai_edge_litert`'s interpreter.
 """
 
+import json
+import tempfile
+from pathlib import Path
+
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -85,3 +90,51 @@ class TFLiteRunner:
             feed = {name: np.asarray(value[i : i + 1], self.input_details[name]["dtype"]) for name, value in inputs.items()}
             outputs.append(self.runner(**feed))
         return {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
+
+
+def single_example_saved_model(model, input_specs, output_key, path):
+    """A batch-1 SavedModel of `model` returning only `output_key`: static shapes let the converter
+    use built-in ops only."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    names = [spec.name for spec in input_specs]
+
+    def serve(*tensors):
+        inputs = tensors[0] if len(tensors) == 1 else dict(zip(names, tensors))
+        return {output_key: model(inputs, training=False)[output_key]}
+
+    archive.add_endpoint("serving_default", serve, input_signature=input_specs)
+    archive.write_out(str(path), verbose=False)
+
+
+def write_tflite_models(models, out_dir, quantizations, compare):
+    """Converts each model for each quantization, checks its ops, measures parity with Keras.
+
+    `models`: file stem → (Keras model, batch-1 input specs, sample inputs {name: array}, output key).
+    The samples calibrate int8 and are run through both the Keras model and the `.tflite`;
+    `compare(tflite_output, keras_output)` → a dict of parity numbers, written per file with
+    its size to `out_dir/parity.json` and returned.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parity = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for stem, (model, specs, samples, output_key) in models.items():
+            saved = Path(scratch) / stem
+            single_example_saved_model(model, specs, output_key, saved)
+            names = [spec.name for spec in specs]
+
+            def representative(samples=samples, names=names):
+                for i in range(len(samples[names[0]])):
+                    yield {name: samples[name][i : i + 1] for name in names}
+
+            reference = np.asarray(model.predict(samples[names[0]] if len(names) == 1 else samples, verbose=0)[output_key])
+            for quantization in quantizations:
+                content = convert_saved_model(saved, quantization, representative)
+                check_builtin_ops(content)
+                path = out_dir / f"{stem}_{quantization}.tflite"
+                path.write_bytes(content)
+                got = TFLiteRunner(content)(**samples)[output_key]
+                parity[path.name] = {**compare(got, reference), "bytes": len(content)}
+    (out_dir / "parity.json").write_text(json.dumps(parity, indent=2))
+    return parity

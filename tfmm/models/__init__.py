@@ -3,5 +3,6 @@
 from tfmm.models.clip_backbone import CLIPBackbone
 from tfmm.models.contrastive_retriever import ContrastiveRetriever
 from tfmm.models.task import Task
+from tfmm.models.visual_question_answerer import VisualQuestionAnswerer
 
-__all__ = ["CLIPBackbone", "ContrastiveRetriever", "Task"]
+__all__ = ["CLIPBackbone", "ContrastiveRetriever", "Task", "VisualQuestionAnswerer"]

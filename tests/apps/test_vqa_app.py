@@ -1,0 +1,196 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfmm.apps import vqa
+from tfmm.data import ImageCheck, easy_vqa
+from tfmm.export.saved_model import versions
+from tfmm.export.tflite import TFLiteRunner, op_names
+
+
+def run_cli(*argv):
+    return vqa.main([str(a) for a in argv])
+
+
+def tiny_vqa_config(source, output_dir, **data):
+    config = vqa.VQAConfig()
+    config.data.source = str(source)
+    config.data.image_size = 32
+    config.data.batch_size = 8
+    config.data.validation_fraction = 0.15
+    for key, value in data.items():
+        setattr(config.data, key, value)
+    config.model.image_encoder_size = "tiny"
+    config.model.fusion = "cross_attention"
+    config.model.fusion_dim = 16
+    config.model.fusion_heads = 2
+    config.model.classifier_hidden_dim = 16
+    config.train.epochs = 3
+    config.train.learning_rate = 3e-3
+    config.train.output_dir = str(output_dir)
+    config.export.base_dir = str(output_dir / "saved_models")
+    config.export.representative_examples = 8
+    return config
+
+
+@pytest.fixture(scope="module")
+def vqa_data(tmp_path_factory):
+    """A dataset root in easy-VQA's layout (train/ and test/), freshly generated."""
+    root = tmp_path_factory.mktemp("easy_vqa_style")
+    easy_vqa.generate(root / "train", 80, seed=1)
+    easy_vqa.generate(root / "test", 20, seed=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def vqa_run(vqa_data, tmp_path_factory):
+    return vqa.train(tiny_vqa_config(vqa_data, tmp_path_factory.mktemp("vqa_runs")))
+
+
+@pytest.fixture(scope="module")
+def vqa_export(vqa_run):
+    return vqa.export(vqa_run)
+
+
+def test_training_writes_the_run_and_learns_from_the_images(vqa_run):
+    for name in ("model.keras", "config.toml", "vocabulary.txt", "answers.txt", "final.weights.h5", "history.csv"):
+        assert (vqa_run.path / name).is_file(), name
+    assert set((vqa_run.path / "answers.txt").read_text().split()) <= set(easy_vqa.ANSWERS)
+    metrics = vqa.evaluate(vqa_run, vqa.groups(vqa_run.config, "test", ImageCheck()))
+    # Yes/no questions are balanced; after 3 tiny epochs the model should beat always-"yes".
+    assert metrics["accuracy"] > 0.45 and 0 <= metrics["accuracy_colour"] <= 1
+
+
+def test_eval_reports_per_type_and_writes_json(vqa_run, vqa_data, tmp_path):
+    out = tmp_path / "eval.json"
+    assert run_cli("eval", "--model", vqa_run.path, "--output", out) == 0
+    metrics = json.loads(out.read_text())
+    questions = json.loads((vqa_data / "test" / "questions.json").read_text())
+    assert metrics["questions"] == len(questions)
+    assert metrics["questions_colour"] + metrics["questions_shape"] + metrics["questions_yes_no"] == len(questions)
+    assert metrics["errors"] == round(len(questions) * (1 - metrics["accuracy"]))
+
+
+def test_eval_on_a_directory_skips_answers_outside_the_vocabulary(vqa_run, tmp_path, capsys):
+    easy_vqa.generate(tmp_path, 5, seed=9)
+    rows = json.loads((tmp_path / "questions.json").read_text())
+    rows.append(["what is the texture?", "striped", 0])
+    (tmp_path / "questions.json").write_text(json.dumps(rows))
+    out = tmp_path / "eval.json"
+    assert run_cli("eval", "--model", vqa_run.path, "--data", tmp_path, "--output", out) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["skipped_unknown_answers"] == 1 and metrics["questions"] == len(rows) - 1
+    assert "'striped' ×1" in capsys.readouterr().out
+
+
+def test_predict_prints_top5_and_plots_attention(vqa_run, vqa_data, tmp_path, capsys):
+    image = vqa_data / "test" / "images" / "0.png"
+    out, plot = tmp_path / "answer.json", tmp_path / "attention.png"
+    assert run_cli("predict", image, "--question", "what color is the shape?", "--model", vqa_run.path,
+                   "--output", out, "--plot", plot) == 0
+    result = json.loads(out.read_text())
+    assert result["answer"] == result["top5"][0]["answer"] and len(result["top5"]) == 5
+    probabilities = [t["probability"] for t in result["top5"]]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0 + 1e-5
+    assert Image.open(plot).size[0] > 100
+
+
+@pytest.mark.parametrize("question,message", [
+    ("   ", "question #0 is empty"),
+    ("zzqx wvvk", "has no word the model knows"),
+])
+def test_predict_rejects_unreadable_questions(vqa_run, vqa_data, capsys, question, message):
+    image = vqa_data / "test" / "images" / "0.png"
+    assert run_cli("predict", image, "--question", question, "--model", vqa_run.path) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_images_and_directories_are_named(vqa_run, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG but not really")
+    assert run_cli("predict", broken, "--question", "what color is the shape?", "--model", vqa_run.path) == 2
+    assert "broken.png" in capsys.readouterr().err
+    assert run_cli("eval", "--model", vqa_run.path, "--data", tmp_path) == 2
+    assert "questions.json is missing" in capsys.readouterr().err
+
+
+def test_plot_needs_an_attention_fusion(vqa_data, tmp_path, capsys):
+    config = tiny_vqa_config(vqa_data, tmp_path, max_questions_per_image=12)
+    config.model.fusion = "concat"
+    config.train.epochs = 1
+    run = vqa.train(config)
+    image = vqa_data / "test" / "images" / "1.png"
+    assert run_cli("predict", image, "--question", "what shape is present?", "--model", run.path,
+                   "--plot", tmp_path / "p.png") == 2
+    assert "has no attention over the image" in capsys.readouterr().err
+
+
+def test_saved_model_answers_raw_bytes_without_tfmm(vqa_run, vqa_export, vqa_data, tmp_path):
+    assert vqa_export.name == str(max(versions(vqa_export.parent)))
+    images = [vqa_data / "test" / "images" / f"{i}.png" for i in range(3)]
+    questions = ["what color is the shape?", "what shape is present?", "is there a red shape?"]
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (the WordPiece ops, as TF Serving has them)
+        model = tf.saved_model.load({str(vqa_export)!r})
+        images = tf.constant([open(p, "rb").read() for p in {[str(p) for p in images]!r}])
+        out = model.signatures["serving_default"](image_bytes=images, question=tf.constant({questions!r}))
+        assert "tfmm" not in sys.modules
+        print(json.dumps({{"answer": [a.decode() for a in out["answer"].numpy()],
+                           "probabilities": out["probabilities"].numpy().tolist()}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    media = np.concatenate([vqa.load_media([p], vqa_run) for p in images])
+    local = vqa_run.ask(media, questions)["probabilities"]
+    assert served["answer"] == [vqa_run.answers[i] for i in local.argmax(-1)]
+    np.testing.assert_allclose(served["probabilities"], local, atol=1e-4)
+
+
+def test_tflite_runs_with_builtin_ops_and_agrees_with_keras(vqa_run, vqa_export):
+    tflite = vqa_export / "tflite"
+    assert (tflite / "vocabulary.txt").is_file() and (tflite / "answers.txt").read_text().split("\n")[0] == vqa_run.answers[0]
+    parity = json.loads((tflite / "parity.json").read_text())
+    assert parity["answerer_float32.tflite"]["answer_agreement"] == 1.0
+    assert parity["answerer_float32.tflite"]["max_probability_difference"] < 1e-3
+    assert parity["answerer_int8.tflite"]["answer_agreement"] >= 0.75
+    content = (tflite / "answerer_float32.tflite").read_bytes()
+    assert not [op for op in op_names(content) if op.startswith("Flex")]
+    # The phone-side path: tokenize in Python with the shipped vocabulary, run the interpreter.
+    from tfmm.text import TextPreprocessor, load_vocabulary
+
+    preprocessor = TextPreprocessor(load_vocabulary(tflite / "vocabulary.txt"), vqa_run.config.model.sequence_length)
+    tokens = preprocessor.tokenize_numpy(["what shape is present?"])
+    media = np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32)
+    got = TFLiteRunner(content)(images=media, token_ids=tokens["token_ids"][:, None], padding_mask=tokens["padding_mask"][:, None])
+    expected = vqa_run.ask(media, ["what shape is present?"])["probabilities"]
+    np.testing.assert_allclose(got["probabilities"][:, 0], expected, atol=1e-4)
+
+
+def test_video_clips_train_and_answer_from_frames(tmp_path, capsys):
+    config = tiny_vqa_config("clips", tmp_path, clips_size="tiny", frames=3)
+    config.train.epochs = 1
+    run = vqa.train(config)
+    assert run.model.frames == 3
+    metrics = vqa.evaluate(run, vqa.groups(config, "test", ImageCheck()))
+    assert {"accuracy_direction", "accuracy_colour", "accuracy_shape", "accuracy_yes_no"} <= set(metrics)
+    from tfmm.data import clips
+
+    clip, _ = clips.generate_clip(np.random.default_rng(1), 3, 32)
+    paths = []
+    for index, frame in enumerate(clip):
+        paths.append(tmp_path / f"frame{index}.png")
+        Image.fromarray(frame).save(paths[-1])
+    assert run_cli("predict", *paths, "--question", "which way is the red circle moving?", "--model", run.path,
+                   "--plot", tmp_path / "clip.png") == 0
+    assert "→" in capsys.readouterr().out and (tmp_path / "clip.png").is_file()
+    assert run_cli("predict", paths[0], "--question", "what shape is moving?", "--model", run.path) == 2
+    assert "takes 3 frame files, got 1" in capsys.readouterr().err

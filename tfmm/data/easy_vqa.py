@@ -1,0 +1,145 @@
+"""easy-VQA: the real dataset shipped in the `easy-vqa` PyPI package, its directory layout, and a
+generator of fresh data in the same style.
+
+Layout of a split directory (the package's own, and what users may bring):
+
+    DIR/images/<image id>.png
+    DIR/questions.json      [[question, answer, image id], ...]
+    DIR/answers.txt         optional: one answer per line (else the model's own vocabulary is used)
+
+A dataset root may instead hold `train/` and `test/` split directories (as the package does).
+
+Images show one shape (circle, rectangle, triangle) in one of eight colours on a light
+background. The generator draws the same kind of scene and asks the same forms of question,
+so a model trained on the official data can be checked on data it has never seen.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from tfmm.errors import TfmmError
+
+SHAPES = ("circle", "rectangle", "triangle")
+COLOURS = {
+    "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
+    "teal": (0, 128, 128), "brown": (165, 42, 42), "gray": (128, 128, 128), "black": (0, 0, 0),
+}
+ANSWERS = ("yes", "no") + SHAPES + tuple(COLOURS)
+
+_SHAPE_QUESTIONS = ("what shape is in the image?", "what shape does the image contain?", "what shape is present?",
+                    "what is the {colour} shape?")
+_COLOUR_QUESTIONS = ("what color is the shape?", "what is the color of the shape?", "what color is the {shape}?",
+                     "what is the color of the {shape}?")
+_PRESENCE = ("is there a {x}?", "is there a {x} in the image?", "does the image contain a {x}?", "is a {x} present?")
+_ABSENCE = ("is there not a {x}?", "is there not a {x} in the image?", "does the image not contain a {x}?",
+            "is no {x} present?")
+
+
+def package_directory(split):
+    """The official split directory inside the installed `easy-vqa` package."""
+    try:
+        import easy_vqa
+    except ImportError:
+        raise TfmmError("data.source easy_vqa needs the easy-vqa package: pip install easy-vqa") from None
+    if split not in ("train", "test"):
+        raise TfmmError(f"easy-VQA has the official splits train and test, not {split!r}")
+    return Path(easy_vqa.__file__).parent / "data" / split
+
+
+def question_type(answer):
+    """easy-VQA's questions carry no type; the answer tells it: colour, shape, yes/no, or other."""
+    if answer in ("yes", "no"):
+        return "yes/no"
+    if answer in COLOURS:
+        return "colour"
+    if answer in SHAPES:
+        return "shape"
+    return "other"
+
+
+def read_directory(path):
+    """Reads one split directory → list of `{"image_id", "image_path", "questions", "answers"}` per image,
+    in image-id order, plus the directory's `answers.txt` list (or None)."""
+    path = Path(path)
+    questions_file = path / "questions.json"
+    if not path.is_dir():
+        raise TfmmError(f"VQA data directory not found: {path}")
+    if not questions_file.is_file():
+        raise TfmmError(f"{path} is not a VQA directory: questions.json is missing (expected images/*.png + questions.json)")
+    try:
+        rows = json.loads(questions_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise TfmmError(f"{questions_file}: not valid JSON ({error})") from None
+    if not isinstance(rows, list):
+        raise TfmmError(f"{questions_file}: expected a list of [question, answer, image id]")
+    groups = {}
+    for index, row in enumerate(rows):
+        if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and isinstance(row[1], str)):
+            raise TfmmError(f"{questions_file}: entry #{index} {row!r} is not [question, answer, image id]")
+        question, answer, image_id = row
+        group = groups.setdefault(str(image_id), {"image_id": str(image_id), "questions": [], "answers": []})
+        group["questions"].append(question)
+        group["answers"].append(answer)
+    for group in groups.values():
+        group["image_path"] = str(path / "images" / f"{group['image_id']}.png")
+    answers_file = path / "answers.txt"
+    answers = None
+    if answers_file.is_file():
+        answers = [line.strip() for line in answers_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    order = sorted(groups, key=lambda k: (len(k), k))  # numeric ids in numeric order
+    return [groups[k] for k in order], answers
+
+
+def _draw(rng, image_size):
+    background = tuple(int(v) for v in rng.integers(230, 256, size=3))
+    image = Image.new("RGB", (image_size, image_size), background)
+    draw = ImageDraw.Draw(image)
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    colour = list(COLOURS)[rng.integers(len(COLOURS))]
+    size = int(rng.integers(image_size // 7, image_size // 2 + 3))
+    x0, y0 = (int(v) for v in rng.integers(0, image_size - size + 1, size=2))
+    fill = COLOURS[colour]
+    if shape == "circle":
+        draw.ellipse([x0, y0, x0 + size, y0 + size], fill=fill)
+    elif shape == "rectangle":
+        width, height = size, int(rng.integers(max(4, size // 3), size + 1))
+        if rng.random() < 0.5:
+            width, height = height, width
+        draw.rectangle([x0, y0, x0 + width, y0 + height], fill=fill)
+    else:
+        draw.polygon([(x0 + size / 2, y0), (x0, y0 + size * 0.87), (x0 + size, y0 + size * 0.87)], fill=fill)
+    return image, shape, colour
+
+
+def _questions(rng, shape, colour):
+    pick = lambda options: options[rng.integers(len(options))]  # noqa: E731
+    qa = [(pick(_SHAPE_QUESTIONS).format(colour=colour), shape), (pick(_COLOUR_QUESTIONS).format(shape=shape), colour)]
+    for _ in range(int(rng.integers(2, 9))):
+        if rng.random() < 0.5:
+            thing = pick(SHAPES)
+            present = thing == shape
+        else:
+            other = pick(list(COLOURS))
+            thing, present = f"{other} shape", other == colour
+        negated = rng.random() < 0.5
+        template = pick(_ABSENCE if negated else _PRESENCE)
+        qa.append((template.format(x=thing), "yes" if present != negated else "no"))
+    return qa
+
+
+def generate(directory, count, seed=0, image_size=64):
+    """Writes `count` fresh easy-VQA-style images and their questions in the easy-VQA layout."""
+    directory = Path(directory)
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for image_id in range(count):
+        image, shape, colour = _draw(rng, image_size)
+        image.save(directory / "images" / f"{image_id}.png")
+        rows.extend([question, answer, image_id] for question, answer in _questions(rng, shape, colour))
+    (directory / "questions.json").write_text(json.dumps(rows))
+    (directory / "answers.txt").write_text("\n".join(ANSWERS) + "\n")
+    return directory

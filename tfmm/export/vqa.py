@@ -1,0 +1,115 @@
+"""Export of a trained `VisualQuestionAnswerer`: a TF Serving SavedModel with raw inputs, and TFLite.
+
+SavedModel signatures (`<base>/<name>/<version>/`):
+- `answer` (`serving_default`): `image_bytes` string[n] (PNG/JPEG/...), `question` string[n] →
+  `answer` string[n], `probabilities` float[n, answers], `answer_vocabulary` string[answers].
+  Image i is asked question i. (Clip models take `frames` string[n, frames] instead of `image_bytes`.)
+- `answer_tensors`: `images` float[n, S, S, 3] 0..1, `token_ids` / `padding_mask` int32[n, 1, L] →
+  `probabilities`: the tensors the TFLite model takes, for parity checks.
+
+Beside it: `assets.extra/tfmm_config.toml`, `assets.extra/vocabulary.txt`, `assets.extra/answers.txt`,
+and `tflite/answerer_{float32,dynamic_int8,int8}.tflite` with the two text files and `parity.json`
+(agreement of the TFLite answers with Keras on sample questions).
+"""
+
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmm.config import save_config
+from tfmm.data.images import decode_and_resize
+from tfmm.export.saved_model import write_version
+from tfmm.export.tflite import write_tflite_models
+from tfmm.text.vocabulary import save_vocabulary
+
+
+def _decode_images(image_bytes, size, frames):
+    def one(encoded):
+        return decode_and_resize(encoded, size)
+
+    flat = tf.reshape(image_bytes, [-1])
+    images = tf.map_fn(one, flat, fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
+    images = tf.cast(images, tf.float32) / 255.0
+    if frames:
+        images = tf.reshape(images, [-1, frames, size, size, 3])
+    return images
+
+
+def build_archive(model, preprocessor):
+    size, length, frames = model.image_size, model.sequence_length, model.frames
+    answers = tf.constant(model.answer_vocabulary)
+    preprocessor(tf.constant(["build"]))  # ExportArchive.track needs built layers
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(preprocessor)
+
+    def answer(image_bytes, question):
+        tf.debugging.assert_equal(tf.shape(image_bytes)[0], tf.shape(question)[0],
+                                  message="give one question per image: image_bytes and question differ in length")
+        tf.debugging.assert_greater(tf.strings.length(tf.strings.strip(question)), 0,
+                                    message="a question is empty")
+        tokens = preprocessor(question)
+        inputs = {"images": _decode_images(image_bytes, size, frames),
+                  "token_ids": tokens["token_ids"][:, None], "padding_mask": tokens["padding_mask"][:, None]}
+        probabilities = model(inputs, training=False)["probabilities"][:, 0]
+        return {"answer": tf.gather(answers, tf.argmax(probabilities, axis=-1)), "probabilities": probabilities,
+                "answer_vocabulary": answers}
+
+    def answer_tensors(images, token_ids, padding_mask):
+        inputs = {"images": images, "token_ids": token_ids, "padding_mask": padding_mask}
+        return {"probabilities": model(inputs, training=False)["probabilities"]}
+
+    media = (tf.TensorSpec([None, frames], tf.string, name="frames") if frames
+             else tf.TensorSpec([None], tf.string, name="image_bytes"))
+    question = tf.TensorSpec([None], tf.string, name="question")
+    archive.add_endpoint("serving_default", answer, input_signature=[media, question])
+    archive.add_endpoint("answer", answer, input_signature=[media, question])
+    image_shape = ([frames] if frames else []) + [size, size, 3]
+    archive.add_endpoint("answer_tensors", answer_tensors, input_signature=[
+        tf.TensorSpec([None, *image_shape], tf.float32, name="images"),
+        tf.TensorSpec([None, 1, length], tf.int32, name="token_ids"),
+        tf.TensorSpec([None, 1, length], tf.int32, name="padding_mask"),
+    ])
+    return archive
+
+
+def _agreement(got, reference):
+    got, reference = got.reshape(len(got), -1), reference.reshape(len(reference), -1)
+    return {"answer_agreement": float(np.mean(got.argmax(-1) == reference.argmax(-1))),
+            "max_probability_difference": float(np.abs(got - reference).max())}
+
+
+def write_tflite(model, sample_images, sample_tokens, out_dir, quantizations):
+    """The numeric model (batch 1, one question) for each quantization; parity = answer agreement."""
+    image_shape = ([model.frames] if model.frames else []) + [model.image_size, model.image_size, 3]
+    length = model.sequence_length
+    samples = {"images": sample_images, "token_ids": sample_tokens["token_ids"][:, None],
+               "padding_mask": sample_tokens["padding_mask"][:, None]}
+    specs = [tf.TensorSpec([1, *image_shape], tf.float32, name="images"),
+             tf.TensorSpec([1, 1, length], tf.int32, name="token_ids"),
+             tf.TensorSpec([1, 1, length], tf.int32, name="padding_mask")]
+    return write_tflite_models({"answerer": (model, specs, samples, "probabilities")}, out_dir, quantizations, _agreement)
+
+
+def export_answerer(model, preprocessor, config, sample_images, sample_questions, base_dir, name, quantizations=()):
+    """Writes the next version of `name` under `base_dir`; returns its directory.
+
+    `sample_images` (float 0..1) with `sample_questions` (one each) calibrate int8 and check parity.
+    """
+    sample_tokens = preprocessor.tokenize_numpy(list(sample_questions))
+
+    def write(tmp):
+        build_archive(model, preprocessor).write_out(str(tmp), verbose=False)
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        save_config(config, extra / "tfmm_config.toml")
+        save_vocabulary(preprocessor.vocabulary, extra / "vocabulary.txt")
+        (extra / "answers.txt").write_text("\n".join(model.answer_vocabulary) + "\n", encoding="utf-8")
+        if quantizations:
+            write_tflite(model, sample_images, sample_tokens, tmp / "tflite", quantizations)
+            for text_file in ("vocabulary.txt", "answers.txt"):
+                shutil.copy(extra / text_file, tmp / "tflite" / text_file)
+
+    return write_version(base_dir, name, write)

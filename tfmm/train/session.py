@@ -1,0 +1,95 @@
+"""The part of training every app shares: strategy, seeds, precision, input sharding, compile, fit, run files.
+
+An app supplies its model factory, its training stream and validation data, and the files
+its run directory needs (vocabulary, answer list, ...):
+
+    session = TrainingSession(config)              # first: a multi-worker strategy needs an untouched runtime
+    batch = session.per_worker_batch(config.data.batch_size)
+    ...build datasets with session.shard...
+    chief = session.train("vqa", build_model, train_stream, validation, example_count, run_path, write_assets)
+"""
+
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tfmm.config import save_config
+from tfmm.errors import TfmmError
+from tfmm.train.fit import fit, make_optimizer
+from tfmm.train.precision import set_precision
+from tfmm.train.strategy import choose_strategy, is_chief
+
+
+class TrainingSession:
+    def __init__(self, config):
+        self.config = config
+        self.strategy = choose_strategy(config.train.strategy)
+        keras.utils.set_random_seed(config.train.seed)
+        if config.train.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        self.policy = set_precision(config.train.mixed_precision)
+        self.shard = None  # (workers, this worker's index) under a multi-worker strategy
+        if self.strategy.extended._in_multi_worker_mode():
+            resolver = self.strategy.cluster_resolver
+            self.shard = (resolver.cluster_spec().num_tasks("worker"), resolver.task_id)
+
+    @property
+    def num_workers(self):
+        return self.shard[0] if self.shard else 1
+
+    @property
+    def worker_index(self):
+        return self.shard[1] if self.shard else 0
+
+    def per_worker_batch(self, global_batch):
+        return per_worker_batch(global_batch, self.shard)
+
+    def train(self, task, build_model, train_stream, validation_data, example_count, run_path, write_assets):
+        """Compiles `build_model()` under the strategy and fits it; returns the model on the chief, else None.
+
+        `train_stream()` makes a fresh, endless stream whose n-th batch is the same every time
+        (so an interrupted run in the same `run_path` resumes exactly); `example_count` is the
+        size of this worker's epoch in pipeline examples; `write_assets(run_path)` writes the
+        app's own files beside the config.
+        """
+        config = self.config
+        batch = self.per_worker_batch(config.data.batch_size)
+        if self.shard:
+            example_count = len(range(self.worker_index, example_count, self.num_workers))
+        steps = config.train.steps_per_epoch or example_count // batch
+        if steps == 0:
+            raise TfmmError(f"data.batch_size {config.data.batch_size} is larger than the training split ({example_count})")
+        with self.strategy.scope():
+            model = build_model()
+            model.compile(optimizer=make_optimizer(config.train, steps * config.train.epochs),
+                          jit_compile=config.train.jit_compile)
+        run_path = Path(run_path)
+        chief = is_chief()
+        if chief:
+            run_path.mkdir(parents=True, exist_ok=True)
+            save_config(config, run_path / "config.toml")
+            write_assets(run_path)
+        print(f"training {task}: {model.count_params():,} parameters, {self.policy}, "
+              f"{self.strategy.num_replicas_in_sync} replica(s), {steps} steps × {config.train.epochs} epochs → {run_path}")
+        started = time.time()
+        fit(model, train_stream, validation_data, config.train, run_path, steps,
+            worker_index=self.worker_index, num_workers=self.num_workers)
+        print(f"trained in {time.time() - started:.0f} s")
+        keras.mixed_precision.set_global_policy("float32")
+        return model if chief else None
+
+
+def per_worker_batch(global_batch, shard):
+    """Each worker's share of the global `data.batch_size` (shard = (workers, index) or None)."""
+    workers = shard[0] if shard else 1
+    if global_batch % workers:
+        raise TfmmError(f"data.batch_size {global_batch} must divide evenly among {workers} workers")
+    return global_batch // workers
+
+
+def count_examples(dataset):
+    """The number of examples, counting once when the cardinality is unknown (filtered user data)."""
+    count = int(dataset.cardinality().numpy())
+    return count if count >= 0 else sum(1 for _ in dataset)
