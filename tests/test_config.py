@@ -50,3 +50,9 @@ def test_saved_config_loads_back_equal(tmp_path):
     save_config(config, tmp_path / "config.toml")
     again = load_config(RetrievalConfig, tmp_path / "config.toml")
     assert dataclasses.asdict(again) == dataclasses.asdict(config)
+
+
+def test_vqa_toml_holds_the_defaults():
+    from tfmm.apps.vqa import VQAConfig
+
+    assert load_config(VQAConfig, ROOT / "apps" / "vqa.toml") == VQAConfig()

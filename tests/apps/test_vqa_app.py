@@ -31,8 +31,8 @@ def tiny_vqa_config(source, output_dir, **data):
     config.model.fusion_dim = 16
     config.model.fusion_heads = 2
     config.model.classifier_hidden_dim = 16
-    config.train.epochs = 3
-    config.train.learning_rate = 3e-3
+    config.train.epochs = 10
+    config.train.learning_rate = 5e-3
     config.train.output_dir = str(output_dir)
     config.export.base_dir = str(output_dir / "saved_models")
     config.export.representative_examples = 8
@@ -63,8 +63,10 @@ def test_training_writes_the_run_and_learns_from_the_images(vqa_run):
         assert (vqa_run.path / name).is_file(), name
     assert set((vqa_run.path / "answers.txt").read_text().split()) <= set(easy_vqa.ANSWERS)
     metrics = vqa.evaluate(vqa_run, vqa.groups(vqa_run.config, "test", ImageCheck()))
-    # Yes/no questions are balanced; after 3 tiny epochs the model should beat always-"yes".
-    assert metrics["accuracy"] > 0.45 and 0 <= metrics["accuracy_colour"] <= 1
+    # Better than always giving the most common test answer.
+    test_answers = [a for group in vqa.groups(vqa_run.config, "test", ImageCheck()).as_numpy_iterator() for a in group["answers"]]
+    majority = max(test_answers.count(a) for a in set(test_answers)) / len(test_answers)
+    assert metrics["accuracy"] > majority + 0.05, (metrics["accuracy"], majority)
 
 
 def test_eval_reports_per_type_and_writes_json(vqa_run, vqa_data, tmp_path):

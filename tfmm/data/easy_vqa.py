@@ -94,24 +94,32 @@ def read_directory(path):
 
 
 def _draw(rng, image_size):
+    """One shape on a light background. Sizes and placement follow the official images (measured:
+    extents 9–34 px at 64 px, rectangles' sides drawn separately from 10 px up, every shape whole
+    inside the image), drawn 4× larger and box-downsampled: their edges are anti-aliased."""
+    scale = image_size / 64
     background = tuple(int(v) for v in rng.integers(230, 256, size=3))
-    image = Image.new("RGB", (image_size, image_size), background)
+    image = Image.new("RGB", (image_size * 4, image_size * 4), background)
     draw = ImageDraw.Draw(image)
     shape = SHAPES[rng.integers(len(SHAPES))]
     colour = list(COLOURS)[rng.integers(len(COLOURS))]
-    size = int(rng.integers(image_size // 7, image_size // 2 + 3))
-    x0, y0 = (int(v) for v in rng.integers(0, image_size - size + 1, size=2))
     fill = COLOURS[colour]
-    if shape == "circle":
-        draw.ellipse([x0, y0, x0 + size, y0 + size], fill=fill)
-    elif shape == "rectangle":
-        width, height = size, int(rng.integers(max(4, size // 3), size + 1))
-        if rng.random() < 0.5:
-            width, height = height, width
-        draw.rectangle([x0, y0, x0 + width, y0 + height], fill=fill)
+    if shape == "rectangle":
+        width, height = (int(v) for v in rng.integers(round(10 * scale), round(33 * scale) + 1, size=2))
     else:
-        draw.polygon([(x0 + size / 2, y0), (x0, y0 + size * 0.87), (x0 + size, y0 + size * 0.87)], fill=fill)
-    return image, shape, colour
+        width = height = int(rng.integers(round(9 * scale), round(34 * scale) + 1))
+    x0 = int(rng.integers(0, image_size - width))
+    y0 = int(rng.integers(0, image_size - height))
+    box = [4 * v for v in (x0, y0, x0 + width, y0 + height)]
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "rectangle":
+        draw.rectangle(box, fill=fill)
+    else:
+        left, top, right, bottom = box
+        draw.polygon([((left + right) / 2, top), (left, top + (bottom - top) * 0.87), (right, top + (bottom - top) * 0.87)],
+                     fill=fill)
+    return image.resize((image_size, image_size), Image.Resampling.BOX), shape, colour
 
 
 def _questions(rng, shape, colour):
