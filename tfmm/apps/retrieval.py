@@ -20,9 +20,10 @@ from tfmm.config import DataConfig, ExportConfig, TrainConfig, load_config
 from tfmm.data import ImageAugmenter, ImageCheck, build_pipeline, load_captioned_images, to_float
 from tfmm.data.images import decode_and_resize
 from tfmm.data.shapes import COMBINATIONS, HELDOUT_COMBINATIONS
-from tfmm.encoders import build_image_encoder, build_text_encoder, parse_trainable, preset_vocabulary
+from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, build_image_encoder, build_text_encoder, parse_trainable, preset_vocabulary
 from tfmm.errors import TfmmError
 from tfmm.files import atomic_write
+from tfmm.losses import CONTRASTIVE_LOSSES
 from tfmm.export.contrastive import export_retriever
 from tfmm.metrics import recall_at_k, zero_shot_accuracy
 from tfmm.models import CLIPBackbone, ContrastiveRetriever
@@ -126,6 +127,13 @@ def pipeline(config, dataset, preprocessor, training, shard=None, repeat=False):
 
 
 # --------------------------------------------------------------------------------------------- model
+
+
+def check_names(config):
+    """Config names are checked before any data is read, so a typo fails at once."""
+    IMAGE_ENCODERS.get(config.model.image_encoder, "model.image_encoder")
+    TEXT_ENCODERS.get(config.model.text_encoder, "model.text_encoder")
+    CONTRASTIVE_LOSSES.get(config.model.loss, "model.loss")
 
 
 def build_model(config, vocabulary_size):
@@ -269,6 +277,7 @@ def train(config, run_path=None):
     Given the `run_path` of an interrupted run, training resumes from its last backup.
     """
     session = TrainingSession(config)  # first: multi-worker needs an untouched runtime
+    check_names(config)
     check = ImageCheck(strict=config.data.strict)
     run_path = Path(run_path or cli.run_dir(config.train.output_dir, TASK))
     train_examples = examples(config, "train", check)

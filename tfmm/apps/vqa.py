@@ -21,10 +21,10 @@ from tfmm.config import AugmentConfig, DataConfig, ExportConfig, TrainConfig, lo
 from tfmm.data import ImageAugmenter, ImageCheck, build_pipeline, to_float
 from tfmm.data.images import decode_and_resize
 from tfmm.data.question_groups import directory_groups, load_question_groups, groups_dataset
-from tfmm.encoders import build_image_encoder, build_text_encoder, parse_trainable, preset_vocabulary
+from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, build_image_encoder, build_text_encoder, parse_trainable, preset_vocabulary
 from tfmm.errors import TfmmError
 from tfmm.export.vqa import export_answerer
-from tfmm.layers import build_fusion
+from tfmm.layers import FUSIONS, build_fusion
 from tfmm.models import VisualQuestionAnswerer
 from tfmm.text import TextPreprocessor, learn_vocabulary, load_vocabulary, save_vocabulary
 from tfmm.train.session import TrainingSession, count_examples, per_worker_batch
@@ -184,6 +184,13 @@ def pipeline(config, dataset, preprocessor, answers, training, shard=None, repea
 # --------------------------------------------------------------------------------------------- model
 
 
+def check_names(config):
+    """Config names are checked before any data is read, so a typo fails at once."""
+    IMAGE_ENCODERS.get(config.model.image_encoder, "model.image_encoder")
+    TEXT_ENCODERS.get(config.model.text_encoder, "model.text_encoder")
+    FUSIONS.get(config.model.fusion, "model.fusion")
+
+
 def build_model(config, vocabulary_size, answers):
     m = config.model
     image_encoder = build_image_encoder(
@@ -255,6 +262,7 @@ class Run:
 def train(config, run_path=None):
     """Trains under the configured strategy and precision; returns the `Run` (None on non-chief workers)."""
     session = TrainingSession(config)  # first: multi-worker needs an untouched runtime
+    check_names(config)
     check = ImageCheck(strict=config.data.strict)
     run_path = Path(run_path or cli.run_dir(config.train.output_dir, TASK))
     train_groups = groups(config, "train", check)

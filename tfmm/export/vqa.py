@@ -2,7 +2,8 @@
 
 SavedModel signatures (`<base>/<name>/<version>/`):
 - `answer` (`serving_default`): `image_bytes` string[n] (PNG/JPEG/...), `question` string[n] →
-  `answer` string[n], `probabilities` float[n, answers], `answer_vocabulary` string[answers].
+  `answer` string[n], `probabilities` float[n, answers] (in the order of `assets.extra/answers.txt`),
+  `top_answers` string[n, 5] and `top_probabilities` float[n, 5].
   Image i is asked question i. (Clip models take `frames` string[n, frames] instead of `image_bytes`.)
 - `answer_tensors`: `images` float[n, S, S, 3] 0..1, `token_ids` / `padding_mask` int32[n, 1, L] →
   `probabilities`: the tensors the TFLite model takes, for parity checks.
@@ -54,8 +55,10 @@ def build_archive(model, preprocessor):
         inputs = {"images": _decode_images(image_bytes, size, frames),
                   "token_ids": tokens["token_ids"][:, None], "padding_mask": tokens["padding_mask"][:, None]}
         probabilities = model(inputs, training=False)["probabilities"][:, 0]
-        return {"answer": tf.gather(answers, tf.argmax(probabilities, axis=-1)), "probabilities": probabilities,
-                "answer_vocabulary": answers}
+        top = tf.math.top_k(probabilities, k=min(5, len(model.answer_vocabulary)))
+        # Every output has the batch as dim 0, as TF Serving's row format requires.
+        return {"answer": tf.gather(answers, top.indices[:, 0]), "probabilities": probabilities,
+                "top_answers": tf.gather(answers, top.indices), "top_probabilities": top.values}
 
     def answer_tensors(images, token_ids, padding_mask):
         inputs = {"images": images, "token_ids": token_ids, "padding_mask": padding_mask}

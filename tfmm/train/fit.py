@@ -1,5 +1,6 @@
 """`model.fit` with the suite's optimizer, schedule and callbacks."""
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -73,8 +74,13 @@ def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, w
         if history:
             plot_history(history, out / "loss.png")
     print(f"finished at step {int(model.optimizer.iterations.numpy())}")
-    # The run finished: nothing to resume. The chief clears every worker's backups.
-    remove_tree(Path(run_dir) / "backup" if chief else backup_dir)
+    # The run finished: nothing to resume. Each worker clears its own backups (the chief clearing
+    # everyone's raced with a slower worker still writing its last one), then the emptied folder goes.
+    remove_tree(backup_dir)
+    try:
+        os.rmdir(backup_dir.parent)
+    except OSError:  # another worker's backups are still there; the last one out removes the folder
+        pass
     return history
 
 
