@@ -56,3 +56,9 @@ def test_vqa_toml_holds_the_defaults():
     from tfmm.apps.vqa import VQAConfig
 
     assert load_config(VQAConfig, ROOT / "apps" / "vqa.toml") == VQAConfig()
+
+
+def test_classify_toml_holds_the_defaults():
+    from tfmm.apps.classify import ClassifyConfig
+
+    assert load_config(ClassifyConfig, ROOT / "apps" / "classify.toml") == ClassifyConfig()

@@ -22,6 +22,18 @@ def add_config_arguments(parser, app_name):
     parser.add_argument("--strict", action="store_true", help="fail on the first unreadable image instead of skipping it")
 
 
+def add_command(subparsers, name, handler, help_text, app_name, model=True, output=False):
+    """A subcommand with the config arguments, and optionally --model (a run directory) and --output."""
+    parser = subparsers.add_parser(name, help=help_text)
+    add_config_arguments(parser, app_name)
+    if model:
+        parser.add_argument("--model", help=f"run directory (default: the latest under runs/{app_name})")
+    if output:
+        parser.add_argument("--output", help="write the results as JSON to this file")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def resolve_config(config_cls, args):
     """The config from file and --set, with the shortcut flags applied on top."""
     overrides = list(args.set)

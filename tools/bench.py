@@ -3,6 +3,7 @@
     python tools/bench.py retrieval [--vs-open-clip] [--skip-quality]
     python tools/bench.py serving [--requests 200] [--seconds 20]
     python tools/bench.py scaling [--epochs 8]
+    python tools/bench.py classify [--classify-epochs 6] [--pretrain-epochs 5]
     python tools/bench.py vqa [--skip-quality] [--skip-fusions] [--seeds 0 1 2] [--fusion-epochs 6]
 
 Numbers are medians over timed steps after warm-up, measured side by side in one run.
@@ -580,6 +581,18 @@ def bench_vqa(args):
                 + table(["seed", "train (min)", "test accuracy", "errors", "colour", "shape", "yes/no",
                          "fresh data accuracy", "top confusions"], rows))
 
+        if not args.skip_quality:
+            print("video clips")
+            config = _vqa_config(**common, **{"data.source": "clips", "train.epochs": args.clip_epochs})
+            run, seconds, test, _ = _train_and_score(config)
+            kinds = [k for k in ("colour", "shape", "direction", "yes_no") if f"accuracy_{k}" in test]
+            sections.append(
+                f"### Video QA on the built-in clips (default size: 3,000 training clips of 6 frames at 64×64, "
+                f"{args.clip_epochs} epochs, default model + question-conditioned frame attention)\n\n"
+                + table(["train (s)", "test accuracy"] + kinds + ["top confusions"],
+                        [[f"{seconds:.0f}", f"{test['accuracy']:.4f}"] + [f"{test['accuracy_' + k]:.4f}" for k in kinds]
+                         + [test["top_confusions"]]]))
+
         if not args.skip_fusions:
             rows = []
             for fusion in FUSIONS.names():
@@ -607,9 +620,106 @@ def bench_vqa(args):
     update_section("vqa", body, command)
 
 
+# ------------------------------------------------------------------------------------------- classify
+
+
+def _classify_config(**overrides):
+    from tfmm.apps import classify
+    from tfmm.config import load_config
+
+    return load_config(classify.ClassifyConfig, ROOT / "apps" / "classify.toml", [f"{k}={v}" for k, v in overrides.items()])
+
+
+def _ms_per_example(run, batch=64, repeats=20):
+    size, length = run.model.image_size, run.model.sequence_length
+    inputs = {"images": tf.random.uniform((batch, size, size, 3)), "token_ids": tf.ones((batch, length), tf.int32),
+              "padding_mask": tf.ones((batch, length), tf.int32)}
+    run.forward(inputs)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run.forward(inputs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000 / batch
+
+
+def _classify_row(name, config):
+    from tfmm.apps import classify
+
+    keras.backend.clear_session()
+    print(f"classify: {name}")
+    started = time.time()
+    run = classify.train(config)
+    seconds = time.time() - started
+    scores = {missing: classify.evaluate(run, "test", missing)["finding"] for missing in classify.MISSING}
+    return run, [name, f"{scores['none']['accuracy']:.3f}", f"{scores['none']['macro_f1']:.3f}",
+                 f"{scores['text']['accuracy']:.3f}", f"{scores['image']['accuracy']:.3f}",
+                 f"{run.model.count_params():,}", f"{seconds:.0f}", f"{_ms_per_example(run):.2f}"]
+
+
+def bench_classify(args):
+    from tfmm.apps import retrieval
+    from tfmm.config import load_config
+    from tfmm.layers import FUSIONS
+
+    header = ["model", "accuracy (both)", "macro-F1 (both)", "accuracy, text missing", "accuracy, image missing",
+              "parameters", "train (s)", "ms/example (batch 64)"]
+    sections = []
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        common = {"train.output_dir": f'"{scratch / "runs"}"', "export.base_dir": f'"{scratch / "saved_models"}"',
+                  "train.epochs": args.classify_epochs}
+        rows, accuracy = [], {}
+        for modalities in ("image", "text"):
+            _, row = _classify_row(f"{modalities} only", _classify_config(**common, **{"model.modalities": modalities}))
+            rows.append(row)
+            accuracy[f"{modalities} only"] = float(row[1])
+        for fusion in FUSIONS.names():
+            _, row = _classify_row(f"fusion {fusion}", _classify_config(**common, **{"model.fusion": fusion}))
+            rows.append(row)
+            accuracy[f"fusion {fusion}"] = float(row[1])
+        best_single = max(accuracy["image only"], accuracy["text only"])
+        best_fusion = max(v for k, v in accuracy.items() if k.startswith("fusion"))
+        sections.append(
+            f"### Fusion strategies on `shapes_reports` (main label `finding`, {args.classify_epochs} epochs each, "
+            "multi-task with `shape` and `colour`, test split of 1,000)\n\n"
+            "\"text missing\" / \"image missing\": the same trained model evaluated with that modality removed "
+            "(empty text / black image). The baselines are the same encoders with one modality and no fusion.\n\n"
+            + table(header, rows)
+            + f"\n\nBest fusion {best_fusion:.3f} vs best single modality {best_single:.3f}: "
+              f"**{100 * (best_fusion - best_single):+.1f} points** (target ≥ +10).")
+
+        rows = []
+        for name, overrides in [("single-task (finding only)", {"data.label_columns": '["finding"]'}),
+                                ("multi-task, static weights", {}),
+                                ("multi-task, uncertainty weights", {"model.loss_weighting": "uncertainty"}),
+                                ("multi-task + modality dropout 0.3", {"data.modality_dropout": 0.3})]:
+            rows.append(_classify_row(name, _classify_config(**common, **overrides))[1])
+        sections.append("### Multi-task vs single-task, and modality dropout (default fusion)\n\n" + table(header, rows))
+
+        print("retrieval pretraining for the transfer rows")
+        keras.backend.clear_session()
+        pretrain = load_config(retrieval.RetrievalConfig, ROOT / "apps" / "retrieval.toml",
+                               [f"train.epochs={args.pretrain_epochs}", f'train.output_dir="{scratch / "runs"}"'])
+        presets = retrieval.save_presets(retrieval.train(pretrain), scratch / "presets")
+        rows = []
+        image_preset = f'"{presets / "image_encoder"}"'
+        for name, overrides in [("from scratch", {}),
+                                ("pretrained image encoder, frozen", {"model.image_encoder_weights": image_preset,
+                                                                      "model.image_encoder_trainable": "frozen"}),
+                                ("pretrained image encoder, full (lr × 0.1)", {"model.image_encoder_weights": image_preset})]:
+            rows.append(_classify_row(name, _classify_config(**common, **overrides))[1])
+        sections.append(
+            f"### Transfer: image encoder pretrained by the retrieval app ({args.pretrain_epochs} epochs on shapes "
+            "captions, `retrieval save-presets`), frozen vs fine-tuned\n\n" + table(header, rows))
+    body = "\n\n".join(sections)
+    print(body)
+    update_section("classify", body, f"python tools/bench.py classify --classify-epochs {args.classify_epochs}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["retrieval", "serving", "scaling", "vqa"])
+    parser.add_argument("name", choices=["retrieval", "serving", "scaling", "vqa", "classify"])
     parser.add_argument("--vs-open-clip", action="store_true")
     parser.add_argument("--skip-quality", action="store_true", help="skip the full training run")
     parser.add_argument("--steps", type=int, default=20)
@@ -619,10 +729,13 @@ def main():
     parser.add_argument("--epochs", type=int, default=8, help="scaling: epochs per setup")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="vqa: seeds of the default-config runs")
     parser.add_argument("--skip-fusions", action="store_true", help="vqa: skip the fusion comparison")
-    parser.add_argument("--fusion-epochs", type=int, default=6, help="vqa: epochs per fusion variant")
+    parser.add_argument("--fusion-epochs", type=int, default=20, help="vqa: epochs per fusion variant (default: the default config's)")
+    parser.add_argument("--classify-epochs", type=int, default=6, help="classify: epochs per row")
+    parser.add_argument("--pretrain-epochs", type=int, default=5, help="classify: retrieval epochs for the preset")
+    parser.add_argument("--clip-epochs", type=int, default=12, help="vqa: epochs on the built-in video clips")
     parser.add_argument("--tflite-questions", type=int, default=2000, help="vqa: test questions run through TFLite int8")
     args = parser.parse_args()
-    {"retrieval": bench_retrieval, "serving": bench_serving, "scaling": bench_scaling, "vqa": bench_vqa}[args.name](args)
+    {"retrieval": bench_retrieval, "serving": bench_serving, "scaling": bench_scaling, "vqa": bench_vqa, "classify": bench_classify}[args.name](args)
 
 
 if __name__ == "__main__":

@@ -106,3 +106,19 @@ def test_real_process_exit_code_for_a_user_mistake(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --set: unknown config key 'nope'")
     assert "Traceback" not in result.stderr
+
+
+def test_save_presets_gives_encoders_other_apps_load(trained_run, tmp_path, capsys):
+    from tfmm.encoders import build_image_encoder, preset_vocabulary
+
+    out = tmp_path / "presets"
+    assert run_cli("save-presets", "--model", trained_run.path, "--output", out) == 0
+    image_encoder = build_image_encoder("cnn", "tiny", 32, weights=str(out / "image_encoder"))
+    import numpy as np
+
+    images = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(image_encoder(images)["pooled_output"],
+                               trained_run.model.backbone.image_encoder(images)["pooled_output"], atol=1e-5)
+    assert preset_vocabulary(out / "text_encoder") == trained_run.preprocessor.vocabulary
+    assert run_cli("save-presets", "--model", trained_run.path, "--output", out) == 2
+    assert "is not empty" in capsys.readouterr().err

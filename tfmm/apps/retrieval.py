@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
-import keras
 import tensorflow as tf
 
 from tfmm import cli
-from tfmm.config import DataConfig, ExportConfig, TrainConfig, load_config
+from tfmm.apps.run_files import load_run
+from tfmm.config import DataConfig, ExportConfig, TrainConfig
 from tfmm.data import ImageAugmenter, ImageCheck, build_pipeline, load_captioned_images, to_float
 from tfmm.data.images import decode_and_resize
 from tfmm.data.shapes import COMBINATIONS, HELDOUT_COMBINATIONS
@@ -27,7 +27,7 @@ from tfmm.losses import CONTRASTIVE_LOSSES
 from tfmm.export.contrastive import export_retriever
 from tfmm.metrics import recall_at_k, zero_shot_accuracy
 from tfmm.models import CLIPBackbone, ContrastiveRetriever
-from tfmm.text import TextAugmenter, TextPreprocessor, learn_vocabulary, load_vocabulary, save_vocabulary
+from tfmm.text import TextAugmenter, TextPreprocessor, learn_vocabulary, save_vocabulary
 from tfmm.train.session import TrainingSession, count_examples, per_worker_batch
 
 TASK = "retrieval"
@@ -159,15 +159,7 @@ class Run:
 
     @classmethod
     def load(cls, path, overrides=()):
-        path = Path(path)
-        if path.is_file():
-            path = path.parent
-        for name in ("model.keras", "vocabulary.txt", "config.toml"):
-            if not (path / name).is_file():
-                raise TfmmError(f"{path} is not a trained {TASK} run: {name} is missing")
-        config = load_config(RetrievalConfig, path / "config.toml", overrides)
-        model = keras.saving.load_model(path / "model.keras", compile=False, safe_mode=True)
-        preprocessor = TextPreprocessor(load_vocabulary(path / "vocabulary.txt"), config.model.sequence_length)
+        path, config, model, preprocessor = load_run(path, TASK, RetrievalConfig, overrides)
         return cls(path, model, preprocessor, config)
 
     @property
@@ -460,6 +452,27 @@ def cmd_predict(args):
         cli.write_json(args.output, {"predictions": results})
 
 
+def save_presets(run, output):
+    """The trained encoders as keras-hub preset directories, for other apps to start from:
+    `<output>/image_encoder/` and `<output>/text_encoder/` (with its WordPiece vocabulary)."""
+    import keras_hub
+
+    output = Path(output)
+    if output.exists() and any(output.iterdir()):
+        raise TfmmError(f"--output {output} exists and is not empty")
+    run.model.backbone.image_encoder.save_to_preset(str(output / "image_encoder"))
+    run.model.backbone.text_encoder.save_to_preset(str(output / "text_encoder"))
+    keras_hub.tokenizers.WordPieceTokenizer(vocabulary=run.preprocessor.vocabulary, lowercase=True, strip_accents=True,
+                                            oov_token="[UNK]").save_to_preset(str(output / "text_encoder"))
+    return output
+
+
+def cmd_save_presets(args):
+    output = save_presets(_run(args), args.output)
+    print(f"wrote {output / 'image_encoder'} and {output / 'text_encoder'} "
+          f"(use as model.image_encoder_weights / model.text_encoder_weights)")
+
+
 def cmd_main_job(args):
     """Train the default config on shapes, evaluate, zero-shot, export: the README's first command."""
     config = cli.resolve_config(RetrievalConfig, args)
@@ -482,14 +495,7 @@ def parser():
     sub = p.add_subparsers(dest="command")
 
     def command(name, handler, help_text, model=True, output=False):
-        s = sub.add_parser(name, help=help_text)
-        cli.add_config_arguments(s, TASK)
-        if model:
-            s.add_argument("--model", help="run directory (default: the latest under runs/retrieval)")
-        if output:
-            s.add_argument("--output", help="write the results as JSON to this file")
-        s.set_defaults(handler=handler)
-        return s
+        return cli.add_command(sub, name, handler, help_text, TASK, model, output)
 
     s = command("train", cmd_train, "train a model", model=False)
     s.add_argument("--run-dir", help="run directory; an interrupted run given here resumes from its last backup")
@@ -510,6 +516,8 @@ def parser():
     s.add_argument("--top-k", type=int, default=5)
     s = command("export", cmd_export, "SavedModel (TF Serving layout) and TFLite encoders")
     s.add_argument("--name", help="model name under saved_models/ (default: export.name or retrieval)")
+    s = command("save-presets", cmd_save_presets, "write the trained encoders as keras-hub preset directories")
+    s.add_argument("--output", required=True, help="directory to create")
     s = command("predict", cmd_predict, "zero-shot labels for image files", output=True)
     s.add_argument("images", nargs="+", help="image files")
     s.add_argument("--classes", help="comma-separated class names")

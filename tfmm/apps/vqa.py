@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
-import keras
 import tensorflow as tf
 
 from tfmm import cli
-from tfmm.config import AugmentConfig, DataConfig, ExportConfig, TrainConfig, load_config
+from tfmm.apps.run_files import load_run
+from tfmm.config import AugmentConfig, DataConfig, ExportConfig, TrainConfig
 from tfmm.data import ImageAugmenter, ImageCheck, build_pipeline, to_float
 from tfmm.data.images import decode_and_resize
 from tfmm.data.question_groups import directory_groups, load_question_groups, groups_dataset
@@ -26,7 +26,7 @@ from tfmm.errors import TfmmError
 from tfmm.export.vqa import export_answerer
 from tfmm.layers import FUSIONS, build_fusion
 from tfmm.models import VisualQuestionAnswerer
-from tfmm.text import TextPreprocessor, learn_vocabulary, load_vocabulary, save_vocabulary
+from tfmm.text import TextPreprocessor, learn_vocabulary, save_vocabulary
 from tfmm.train.session import TrainingSession, count_examples, per_worker_batch
 
 TASK = "vqa"
@@ -218,15 +218,7 @@ class Run:
 
     @classmethod
     def load(cls, path, overrides=()):
-        path = Path(path)
-        if path.is_file():
-            path = path.parent
-        for name in ("model.keras", "vocabulary.txt", "config.toml"):
-            if not (path / name).is_file():
-                raise TfmmError(f"{path} is not a trained {TASK} run: {name} is missing")
-        config = load_config(VQAConfig, path / "config.toml", overrides)
-        model = keras.saving.load_model(path / "model.keras", compile=False, safe_mode=True)
-        preprocessor = TextPreprocessor(load_vocabulary(path / "vocabulary.txt"), config.model.sequence_length)
+        path, config, model, preprocessor = load_run(path, TASK, VQAConfig, overrides)
         return cls(path, model, preprocessor, config)
 
     @property
@@ -469,14 +461,7 @@ def parser():
     sub = p.add_subparsers(dest="command")
 
     def command(name, handler, help_text, model=True, output=False):
-        s = sub.add_parser(name, help=help_text)
-        cli.add_config_arguments(s, TASK)
-        if model:
-            s.add_argument("--model", help="run directory (default: the latest under runs/vqa)")
-        if output:
-            s.add_argument("--output", help="write the results as JSON to this file")
-        s.set_defaults(handler=handler)
-        return s
+        return cli.add_command(sub, name, handler, help_text, TASK, model, output)
 
     s = command("train", cmd_train, "train a model", model=False)
     s.add_argument("--run-dir", help="run directory; an interrupted run given here resumes from its last backup")

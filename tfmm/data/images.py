@@ -57,8 +57,9 @@ class ImageCheck:
             return True
         if self.strict:
             raise TfmmError(f"{path}: {reason} (strict mode)")
-        self.skipped.append((str(path), reason))
-        self.log(f"skipping {path}: {reason}")
+        if (str(path), reason) not in self.skipped:  # a file seen again for another split is reported once
+            self.skipped.append((str(path), reason))
+            self.log(f"skipping {path}: {reason}")
         return False
 
     def summary(self):

@@ -15,7 +15,7 @@ from tfmm.errors import TfmmError
 SPLITS = ("train", "validation", "test", "heldout")
 
 
-def _hash_split(scene, fraction):
+def hash_split(scene, fraction):
     """Deterministic split of user data without split files: validation and test get `fraction` each.
 
     One in-graph hash for every source, so a caption folder and the TFRecord shards made
@@ -74,11 +74,11 @@ def load_captioned_images(data, split, image_check):
         has_split_files = any((path / f"{s}{x}").is_file() for s in ("train", "validation", "test") for x in (".jsonl", ".csv"))
         examples = readers.read_caption_folder(path, split if has_split_files else None)
         if not has_split_files:
-            splits = _hash_split(tf.constant([e["scene"] for e in examples]), data.validation_fraction).numpy()
+            splits = hash_split(tf.constant([e["scene"] for e in examples]), data.validation_fraction).numpy()
             examples = [e for e, name in zip(examples, splits) if name.decode() == split]
     elif "*" in source or path.suffix == ".tfrecord":
         records = readers.read_tfrecord_shards(source)
-        bucket = records.filter(lambda e: _hash_split(e["scene"], data.validation_fraction) == split)
+        bucket = records.filter(lambda e: hash_split(e["scene"], data.validation_fraction) == split)
         return bucket.map(lambda e: {
             "image": decode_and_resize(e["image_bytes"], data.image_size), "captions": e["captions"], "scene": e["scene"]
         }, num_parallel_calls=tf.data.AUTOTUNE)

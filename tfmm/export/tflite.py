@@ -92,16 +92,21 @@ class TFLiteRunner:
         return {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
 
 
+def _keys(output_key):
+    return (output_key,) if isinstance(output_key, str) else tuple(output_key)
+
+
 def single_example_saved_model(model, input_specs, output_key, path):
-    """A batch-1 SavedModel of `model` returning only `output_key`: static shapes let the converter
-    use built-in ops only."""
+    """A batch-1 SavedModel of `model` returning only `output_key` (a name or several): static shapes
+    let the converter use built-in ops only."""
     archive = keras.export.ExportArchive()
     archive.track(model)
     names = [spec.name for spec in input_specs]
 
     def serve(*tensors):
         inputs = tensors[0] if len(tensors) == 1 else dict(zip(names, tensors))
-        return {output_key: model(inputs, training=False)[output_key]}
+        outputs = model(inputs, training=False)
+        return {key: outputs[key] for key in _keys(output_key)}
 
     archive.add_endpoint("serving_default", serve, input_signature=input_specs)
     archive.write_out(str(path), verbose=False)
@@ -110,10 +115,10 @@ def single_example_saved_model(model, input_specs, output_key, path):
 def write_tflite_models(models, out_dir, quantizations, compare):
     """Converts each model for each quantization, checks its ops, measures parity with Keras.
 
-    `models`: file stem → (Keras model, batch-1 input specs, sample inputs {name: array}, output key).
-    The samples calibrate int8 and are run through both the Keras model and the `.tflite`;
-    `compare(tflite_output, keras_output)` → a dict of parity numbers, written per file with
-    its size to `out_dir/parity.json` and returned.
+    `models`: file stem → (Keras model, batch-1 input specs, sample inputs {name: array}, output key
+    or keys). The samples calibrate int8 and are run through both the Keras model and the `.tflite`;
+    `compare(tflite_output, keras_output)` (arrays, or {key: array} for several keys) → a dict of
+    parity numbers, written per file with its size to `out_dir/parity.json` and returned.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -128,13 +133,17 @@ def write_tflite_models(models, out_dir, quantizations, compare):
                 for i in range(len(samples[names[0]])):
                     yield {name: samples[name][i : i + 1] for name in names}
 
-            reference = np.asarray(model.predict(samples[names[0]] if len(names) == 1 else samples, verbose=0)[output_key])
+            predicted = model.predict(samples[names[0]] if len(names) == 1 else samples, verbose=0)
+            keys = _keys(output_key)
+            pick = (lambda out: np.asarray(out[keys[0]])) if isinstance(output_key, str) else (
+                lambda out: {key: np.asarray(out[key]) for key in keys})
+            reference = pick(predicted)
             for quantization in quantizations:
                 content = convert_saved_model(saved, quantization, representative)
                 check_builtin_ops(content)
                 path = out_dir / f"{stem}_{quantization}.tflite"
                 path.write_bytes(content)
-                got = TFLiteRunner(content)(**samples)[output_key]
+                got = pick(TFLiteRunner(content)(**samples))
                 parity[path.name] = {**compare(got, reference), "bytes": len(content)}
     (out_dir / "parity.json").write_text(json.dumps(parity, indent=2))
     return parity

@@ -9,18 +9,21 @@ import keras
 
 from tfmm.train.backup import StepBackup, checkpoint_manager, restore_latest, resume_plan
 from tfmm.train.callbacks import AtomicCheckpoint, remove_tree
+from tfmm.train.optimizers import LayerwiseAdamW
 from tfmm.train.schedules import WarmupCosine
 from tfmm.train.strategy import is_chief
 
 NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "log_scale", "embeddings", "position_embedding", "class_token"]
 
 
-def make_optimizer(train, total_steps):
-    """AdamW with warm-up + cosine decay and global-norm clipping; no decay on biases, norms, embeddings."""
+def make_optimizer(train, total_steps, multipliers=None):
+    """AdamW with warm-up + cosine decay and global-norm clipping; no decay on biases, norms, embeddings.
+
+    `multipliers` ({variable path: factor}) scales the learning rate of some variables (pretrained encoders).
+    """
     schedule = WarmupCosine(train.learning_rate, total_steps, warmup_steps=int(train.warmup_fraction * total_steps))
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=schedule, weight_decay=train.weight_decay, global_clipnorm=train.clipnorm or None
-    )
+    options = dict(learning_rate=schedule, weight_decay=train.weight_decay, global_clipnorm=train.clipnorm or None)
+    optimizer = LayerwiseAdamW(multipliers, **options) if multipliers else keras.optimizers.AdamW(**options)
     optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     return optimizer
 

@@ -46,13 +46,15 @@ class TrainingSession:
     def per_worker_batch(self, global_batch):
         return per_worker_batch(global_batch, self.shard)
 
-    def train(self, task, build_model, train_stream, validation_data, example_count, run_path, write_assets):
+    def train(self, task, build_model, train_stream, validation_data, example_count, run_path, write_assets,
+              learning_rate_multipliers=None):
         """Compiles `build_model()` under the strategy and fits it; returns the model on the chief, else None.
 
         `train_stream()` makes a fresh, endless stream whose n-th batch is the same every time
         (so an interrupted run in the same `run_path` resumes exactly); `example_count` is the
         size of this worker's epoch in pipeline examples; `write_assets(run_path)` writes the
-        app's own files beside the config.
+        app's own files beside the config; `learning_rate_multipliers(model)` may give
+        {variable path: factor} for parts that train more slowly (pretrained encoders).
         """
         config = self.config
         batch = self.per_worker_batch(config.data.batch_size)
@@ -63,7 +65,8 @@ class TrainingSession:
             raise TfmmError(f"data.batch_size {config.data.batch_size} is larger than the training split ({example_count})")
         with self.strategy.scope():
             model = build_model()
-            model.compile(optimizer=make_optimizer(config.train, steps * config.train.epochs),
+            multipliers = learning_rate_multipliers(model) if learning_rate_multipliers else None
+            model.compile(optimizer=make_optimizer(config.train, steps * config.train.epochs, multipliers),
                           jit_compile=config.train.jit_compile)
         run_path = Path(run_path)
         chief = is_chief()

@@ -1,0 +1,94 @@
+"""Export of a trained `MultimodalClassifier`: a TF Serving SavedModel with raw inputs, and TFLite.
+
+SavedModel signatures (`<base>/<name>/<version>/`):
+- `classify` (`serving_default`): `image_bytes` string[n], `text` string[n] → per task `<task>` string[n]
+  (the predicted class) and `<task>_probabilities` float[n, classes] (ordered as `assets.extra/classes.json`).
+- `classify_tensors`: the TFLite model's tensors → `<task>_probabilities`.
+
+Beside it: `assets.extra/tfmm_config.toml`, `vocabulary.txt`, `classes.json`, and
+`tflite/classifier_{float32,dynamic_int8,int8}.tflite` with the text files and `parity.json`.
+"""
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmm.config import save_config
+from tfmm.data.images import decode_batch
+from tfmm.export.saved_model import write_version
+from tfmm.export.tflite import write_tflite_models
+from tfmm.text.vocabulary import save_vocabulary
+
+
+def build_archive(model, preprocessor):
+    size, length = model.image_size, model.sequence_length
+    names = {task: tf.constant(classes) for task, classes in model.tasks.items()}
+    preprocessor(tf.constant(["build"]))
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(preprocessor)
+
+    def outputs_for(result):
+        out = {}
+        for task in model.tasks:
+            probabilities = result[f"{task}_probabilities"]
+            out[task] = tf.gather(names[task], tf.argmax(probabilities, axis=-1))
+            out[f"{task}_probabilities"] = probabilities
+        return out
+
+    def classify(image_bytes, text):
+        tf.debugging.assert_equal(tf.shape(image_bytes)[0], tf.shape(text)[0],
+                                  message="give one text per image: image_bytes and text differ in length")
+        inputs = {"images": decode_batch(image_bytes, size), **preprocessor(text)}
+        return outputs_for(model(inputs, training=False))
+
+    def classify_tensors(images, token_ids, padding_mask):
+        result = model({"images": images, "token_ids": token_ids, "padding_mask": padding_mask}, training=False)
+        return {f"{task}_probabilities": result[f"{task}_probabilities"] for task in model.tasks}
+
+    specs = [tf.TensorSpec([None], tf.string, name="image_bytes"), tf.TensorSpec([None], tf.string, name="text")]
+    archive.add_endpoint("serving_default", classify, input_signature=specs)
+    archive.add_endpoint("classify", classify, input_signature=specs)
+    archive.add_endpoint("classify_tensors", classify_tensors, input_signature=[
+        tf.TensorSpec([None, size, size, 3], tf.float32, name="images"),
+        tf.TensorSpec([None, length], tf.int32, name="token_ids"),
+        tf.TensorSpec([None, length], tf.int32, name="padding_mask"),
+    ])
+    return archive
+
+
+def _agreement(got, reference):
+    parity = {}
+    for key in reference:
+        task = key.removesuffix("_probabilities")
+        parity[f"{task}_agreement"] = float(np.mean(got[key].argmax(-1) == reference[key].argmax(-1)))
+        parity[f"{task}_max_probability_difference"] = float(np.abs(got[key] - reference[key]).max())
+    return parity
+
+
+def export_classifier(model, preprocessor, config, sample_images, sample_texts, base_dir, name, quantizations=()):
+    """Writes the next version of `name` under `base_dir`; returns its directory."""
+    tokens = preprocessor.tokenize_numpy(list(sample_texts))
+    size, length = model.image_size, model.sequence_length
+    keys = tuple(f"{task}_probabilities" for task in model.tasks)
+
+    def write(tmp):
+        build_archive(model, preprocessor).write_out(str(tmp), verbose=False)
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        save_config(config, extra / "tfmm_config.toml")
+        save_vocabulary(preprocessor.vocabulary, extra / "vocabulary.txt")
+        (extra / "classes.json").write_text(json.dumps(model.tasks, indent=2))
+        if quantizations:
+            specs = [tf.TensorSpec([1, size, size, 3], tf.float32, name="images"),
+                     tf.TensorSpec([1, length], tf.int32, name="token_ids"),
+                     tf.TensorSpec([1, length], tf.int32, name="padding_mask")]
+            samples = {"images": sample_images, **tokens}
+            write_tflite_models({"classifier": (model, specs, samples, keys)}, tmp / "tflite", quantizations, _agreement)
+            for text_file in ("vocabulary.txt", "classes.json"):
+                shutil.copy(extra / text_file, tmp / "tflite" / text_file)
+
+    return write_version(base_dir, name, write)
