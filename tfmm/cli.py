@@ -1,5 +1,6 @@
 """Command-line plumbing shared by the apps: subcommands, --config/--set, one-line user errors."""
 
+import argparse
 import json
 import sys
 import time
@@ -32,6 +33,23 @@ def add_command(subparsers, name, handler, help_text, app_name, model=True, outp
         parser.add_argument("--output", help="write the results as JSON to this file")
     parser.set_defaults(handler=handler)
     return parser
+
+
+class AppParser:
+    """An app's command line: the config arguments, the main job when no subcommand is given,
+    `train` (with --run-dir to resume), and the app's own subcommands via `command`."""
+
+    def __init__(self, app_name, description, main_job, train):
+        self.app_name = app_name
+        self.parser = argparse.ArgumentParser(prog=f"python -m tfmm.apps.{app_name}", description=description)
+        add_config_arguments(self.parser, app_name)
+        self.parser.set_defaults(handler=main_job)
+        self.subparsers = self.parser.add_subparsers(dest="command")
+        self.command("train", train, "train a model", model=False).add_argument(
+            "--run-dir", help="run directory; an interrupted run given here resumes from its last backup")
+
+    def command(self, name, handler, help_text, model=True, output=False):
+        return add_command(self.subparsers, name, handler, help_text, self.app_name, model, output)
 
 
 def resolve_config(config_cls, args):

@@ -6,7 +6,6 @@ on the test split with both modalities and with each one removed, and export to
 `saved_models/classify/<version>/`.
 """
 
-import argparse
 import dataclasses
 from pathlib import Path
 
@@ -16,16 +15,17 @@ import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 import tensorflow as tf
 
 from tfmm import cli
-from tfmm.apps.run_files import load_run
+from tfmm.apps.model_parts import build_encoders, check_model_names
+from tfmm.apps.run_files import TrainedRun
 from tfmm.config import DataConfig, ExportConfig, TrainConfig
 from tfmm.data import ImageAugmenter, ImageCheck, build_pipeline, to_float
 from tfmm.data.images import decode_and_resize
 from tfmm.data.labelled_pairs import RowCheck, labelled_dataset
 from tfmm.data.reports import TASKS as REPORT_TASKS
-from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, build_image_encoder, build_text_encoder, parse_trainable, preset_vocabulary
+from tfmm.encoders import preset_vocabulary
 from tfmm.errors import TfmmError
 from tfmm.export.classifier import export_classifier
-from tfmm.layers import FUSIONS, build_fusion
+from tfmm.layers import build_fusion
 from tfmm.metrics import classification_metrics
 from tfmm.models.multimodal_classifier import MODALITIES, MultimodalClassifier
 from tfmm.text import TextPreprocessor, learn_vocabulary, save_vocabulary
@@ -90,9 +90,7 @@ class ClassifyConfig:
 def check_config(config):
     """Names and label columns are checked before any data is read, so a typo fails at once."""
     m = config.model
-    IMAGE_ENCODERS.get(m.image_encoder, "model.image_encoder")
-    TEXT_ENCODERS.get(m.text_encoder, "model.text_encoder")
-    FUSIONS.get(m.fusion, "model.fusion")
+    check_model_names(m)
     if m.modalities not in MODALITIES:
         raise TfmmError(f"model.modalities must be one of {', '.join(MODALITIES)}, got {m.modalities!r}")
     if not config.data.label_columns:
@@ -167,15 +165,7 @@ def pipeline(config, dataset, preprocessor, classes, training, shard=None, repea
 
 def build_model(config, vocabulary_size, classes):
     m = config.model
-    image_encoder = build_image_encoder(
-        m.image_encoder, m.image_encoder_size, config.data.image_size, m.image_encoder_weights,
-        trainable=parse_trainable(m.image_encoder_trainable, "model.image_encoder_trainable"),
-        **({"normalization": m.image_normalization} if m.image_encoder == "cnn" and not m.image_encoder_weights else {}),
-    )
-    text_encoder = build_text_encoder(
-        m.text_encoder, m.text_encoder_size, vocabulary_size, m.sequence_length, m.text_encoder_weights,
-        trainable=parse_trainable(m.text_encoder_trainable, "model.text_encoder_trainable"),
-    )
+    image_encoder, text_encoder = build_encoders(m, config.data.image_size, vocabulary_size)
     fusion = None
     if m.modalities == "both":
         # `late` yields a vector here: the task heads on top keep it a mix of per-modality predictions.
@@ -201,24 +191,15 @@ def pretrained_multipliers(config):
     return multipliers
 
 
-class Run:
+class Run(TrainedRun):
     """A trained classifier with its config, text preprocessor and run directory."""
 
-    def __init__(self, path, model, preprocessor, config):
-        self.path, self.model, self.preprocessor, self.config = Path(path), model, preprocessor, config
-        self._forward = tf.function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
-
-    @classmethod
-    def load(cls, path, overrides=()):
-        path, config, model, preprocessor = load_run(path, TASK, ClassifyConfig, overrides)
-        return cls(path, model, preprocessor, config)
+    task = TASK
+    config_class = ClassifyConfig
 
     @property
     def tasks(self):
         return self.model.tasks
-
-    def forward(self, inputs):
-        return {k: v.numpy() for k, v in self._forward(inputs).items()}
 
     def classify(self, images, texts):
         for index, text in enumerate(texts):
@@ -320,10 +301,6 @@ def load_image(path, size):
 # --------------------------------------------------------------------------------------- CLI handlers
 
 
-def _run(args):
-    return Run.load(args.model or cli.latest_run("runs", TASK), args.set)
-
-
 def cmd_train(args):
     config = cli.resolve_config(ClassifyConfig, args)
     run = train(config, args.run_dir)
@@ -332,7 +309,7 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    run = _run(args)
+    run = Run.from_args(args)
     metrics = evaluate(run, args.split, args.missing, strict=args.strict)
     cli.print_metrics(f"{args.split} ({run.path})", summary(metrics))
     if args.output:
@@ -340,7 +317,7 @@ def cmd_eval(args):
 
 
 def cmd_predict(args):
-    run = _run(args)
+    run = Run.from_args(args)
     outputs = run.classify(load_image(args.image, run.model.image_size), [args.text])
     result = {}
     for task, names in run.tasks.items():
@@ -353,7 +330,7 @@ def cmd_predict(args):
 
 
 def cmd_export(args):
-    print(f"exported {export(_run(args), name=args.name)}")
+    print(f"exported {export(Run.from_args(args), name=args.name)}")
 
 
 def cmd_main_job(args):
@@ -368,21 +345,16 @@ def cmd_main_job(args):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m tfmm.apps.classify", description=__doc__.splitlines()[0])
-    cli.add_config_arguments(p, TASK)
-    p.set_defaults(handler=cmd_main_job)
-    sub = p.add_subparsers(dest="command")
-    s = cli.add_command(sub, "train", cmd_train, "train a model", TASK, model=False)
-    s.add_argument("--run-dir", help="run directory; an interrupted run given here resumes from its last backup")
-    s = cli.add_command(sub, "eval", cmd_eval, "accuracy, macro-F1, per-class precision/recall per task", TASK, output=True)
+    app = cli.AppParser(TASK, __doc__.splitlines()[0], cmd_main_job, cmd_train)
+    s = app.command("eval", cmd_eval, "accuracy, macro-F1, per-class precision/recall per task", output=True)
     s.add_argument("--split", default="test")
     s.add_argument("--missing", default="none", choices=MISSING, help="evaluate with this modality removed")
-    s = cli.add_command(sub, "predict", cmd_predict, "classify an image with its text", TASK, output=True)
+    s = app.command("predict", cmd_predict, "classify an image with its text", output=True)
     s.add_argument("image")
     s.add_argument("--text", required=True)
-    s = cli.add_command(sub, "export", cmd_export, "SavedModel (TF Serving layout) and TFLite", TASK)
+    s = app.command("export", cmd_export, "SavedModel (TF Serving layout) and TFLite")
     s.add_argument("--name", help="model name under saved_models/ (default: export.name or classify)")
-    return p
+    return app.parser
 
 
 def main(argv=None):

@@ -5,7 +5,6 @@ config on the built-in `shapes` data, evaluate, run zero-shot on held-out combin
 and export to `saved_models/retrieval/<version>/`.
 """
 
-import argparse
 import dataclasses
 from pathlib import Path
 
@@ -15,12 +14,13 @@ import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 import tensorflow as tf
 
 from tfmm import cli
-from tfmm.apps.run_files import load_run
+from tfmm.apps.model_parts import build_encoders, check_model_names
+from tfmm.apps.run_files import TrainedRun
 from tfmm.config import DataConfig, ExportConfig, TrainConfig
 from tfmm.data import ImageAugmenter, ImageCheck, build_pipeline, load_captioned_images, to_float
 from tfmm.data.images import decode_and_resize
 from tfmm.data.shapes import COMBINATIONS, HELDOUT_COMBINATIONS
-from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, build_image_encoder, build_text_encoder, parse_trainable, preset_vocabulary
+from tfmm.encoders import preset_vocabulary
 from tfmm.errors import TfmmError
 from tfmm.files import atomic_write
 from tfmm.losses import CONTRASTIVE_LOSSES
@@ -131,36 +131,26 @@ def pipeline(config, dataset, preprocessor, training, shard=None, repeat=False):
 
 def check_names(config):
     """Config names are checked before any data is read, so a typo fails at once."""
-    IMAGE_ENCODERS.get(config.model.image_encoder, "model.image_encoder")
-    TEXT_ENCODERS.get(config.model.text_encoder, "model.text_encoder")
+    check_model_names(config.model)
     CONTRASTIVE_LOSSES.get(config.model.loss, "model.loss")
 
 
 def build_model(config, vocabulary_size):
     m = config.model
-    image_encoder = build_image_encoder(
-        m.image_encoder, m.image_encoder_size, config.data.image_size, m.image_encoder_weights,
-        trainable=parse_trainable(m.image_encoder_trainable, "model.image_encoder_trainable"),
-    )
-    text_encoder = build_text_encoder(
-        m.text_encoder, m.text_encoder_size, vocabulary_size, m.sequence_length, m.text_encoder_weights,
-        trainable=parse_trainable(m.text_encoder_trainable, "model.text_encoder_trainable"),
-    )
+    image_encoder, text_encoder = build_encoders(m, config.data.image_size, vocabulary_size)
     backbone = CLIPBackbone(image_encoder, text_encoder, m.embedding_dim, m.projection_hidden_dim)
     return ContrastiveRetriever(backbone, m.loss, m.logit_scale_init, m.logit_scale_max, m.triplet_margin)
 
 
-class Run:
+class Run(TrainedRun):
     """A trained model with everything needed to use it: config, text preprocessor, run directory."""
 
-    def __init__(self, path, model, preprocessor, config):
-        self.path, self.model, self.preprocessor, self.config = Path(path), model, preprocessor, config
-        self._image_embedder = self._text_embedder = None
+    task = TASK
+    config_class = RetrievalConfig
 
-    @classmethod
-    def load(cls, path, overrides=()):
-        path, config, model, preprocessor = load_run(path, TASK, RetrievalConfig, overrides)
-        return cls(path, model, preprocessor, config)
+    def __init__(self, path, model, preprocessor, config):
+        super().__init__(path, model, preprocessor, config)
+        self._image_embedder = self._text_embedder = None
 
     @property
     def image_embedder(self):
@@ -393,10 +383,6 @@ def cmd_search(args):
 # --------------------------------------------------------------------------------------- CLI handlers
 
 
-def _run(args):
-    return Run.load(args.model or cli.latest_run("runs", TASK), args.set)
-
-
 def cmd_train(args):
     config = cli.resolve_config(RetrievalConfig, args)
     run = train(config, args.run_dir)
@@ -407,7 +393,7 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    run = _run(args)
+    run = Run.from_args(args)
     metrics = evaluate(run, args.split, ImageCheck(strict=args.strict))
     cli.print_metrics(f"{args.split} ({run.path})", metrics)
     if args.output:
@@ -415,7 +401,7 @@ def cmd_eval(args):
 
 
 def cmd_zero_shot(args):
-    run = _run(args)
+    run = Run.from_args(args)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes is not None else None
     if classes is not None and not any(classes):
         raise TfmmError("--classes is empty")
@@ -426,13 +412,13 @@ def cmd_zero_shot(args):
 
 
 def cmd_export(args):
-    run = _run(args)
+    run = Run.from_args(args)
     version_dir = export(run, name=args.name)
     print(f"exported {version_dir}")
 
 
 def cmd_predict(args):
-    run = _run(args)
+    run = Run.from_args(args)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else (
         run.config.zero_shot.class_names or list(COMBINATIONS))
     if not classes:
@@ -468,7 +454,7 @@ def save_presets(run, output):
 
 
 def cmd_save_presets(args):
-    output = save_presets(_run(args), args.output)
+    output = save_presets(Run.from_args(args), args.output)
     print(f"wrote {output / 'image_encoder'} and {output / 'text_encoder'} "
           f"(use as model.image_encoder_weights / model.text_encoder_weights)")
 
@@ -489,39 +475,30 @@ def cmd_main_job(args):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m tfmm.apps.retrieval", description=__doc__.splitlines()[0])
-    cli.add_config_arguments(p, TASK)
-    p.set_defaults(handler=cmd_main_job)
-    sub = p.add_subparsers(dest="command")
-
-    def command(name, handler, help_text, model=True, output=False):
-        return cli.add_command(sub, name, handler, help_text, TASK, model, output)
-
-    s = command("train", cmd_train, "train a model", model=False)
-    s.add_argument("--run-dir", help="run directory; an interrupted run given here resumes from its last backup")
-    s = command("eval", cmd_eval, "Recall@1/5/10 both ways over a whole split", output=True)
+    app = cli.AppParser(TASK, __doc__.splitlines()[0], cmd_main_job, cmd_train)
+    s = app.command("eval", cmd_eval, "Recall@1/5/10 both ways over a whole split", output=True)
     s.add_argument("--split", default="test")
-    s = command("zero-shot", cmd_zero_shot, "zero-shot classification accuracy", output=True)
+    s = app.command("zero-shot", cmd_zero_shot, "zero-shot classification accuracy", output=True)
     s.add_argument("--split", default="heldout")
     s.add_argument("--classes", help="comma-separated class names (default: config or shapes combinations)")
     s.add_argument("--template", action="append", help="prompt template with {} (repeatable)")
-    s = command("index", cmd_index, "embed a folder of images and/or a caption file into a persisted index")
+    s = app.command("index", cmd_index, "embed a folder of images and/or a caption file into a persisted index")
     s.add_argument("--index", required=True, help="index file (.npz); created or extended")
     s.add_argument("--images", help="folder of images to add (new or changed files only)")
     s.add_argument("--captions", help="text file with one caption per line to add")
-    s = command("search", cmd_search, "text → top-k images, or image → top-k captions", output=True)
+    s = app.command("search", cmd_search, "text → top-k images, or image → top-k captions", output=True)
     s.add_argument("--index", required=True)
     s.add_argument("--text")
     s.add_argument("--image")
     s.add_argument("--top-k", type=int, default=5)
-    s = command("export", cmd_export, "SavedModel (TF Serving layout) and TFLite encoders")
+    s = app.command("export", cmd_export, "SavedModel (TF Serving layout) and TFLite encoders")
     s.add_argument("--name", help="model name under saved_models/ (default: export.name or retrieval)")
-    s = command("save-presets", cmd_save_presets, "write the trained encoders as keras-hub preset directories")
+    s = app.command("save-presets", cmd_save_presets, "write the trained encoders as keras-hub preset directories")
     s.add_argument("--output", required=True, help="directory to create")
-    s = command("predict", cmd_predict, "zero-shot labels for image files", output=True)
+    s = app.command("predict", cmd_predict, "zero-shot labels for image files", output=True)
     s.add_argument("images", nargs="+", help="image files")
     s.add_argument("--classes", help="comma-separated class names")
-    return p
+    return app.parser
 
 
 def main(argv=None):

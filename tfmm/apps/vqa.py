@@ -5,7 +5,6 @@ the real easy-VQA data (official train split), evaluate on its official test spl
 accuracy per question type, and export to `saved_models/vqa/<version>/`.
 """
 
-import argparse
 import collections
 import dataclasses
 from pathlib import Path
@@ -16,15 +15,16 @@ import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 import tensorflow as tf
 
 from tfmm import cli
-from tfmm.apps.run_files import load_run
+from tfmm.apps.model_parts import build_encoders, check_model_names
+from tfmm.apps.run_files import TrainedRun
 from tfmm.config import AugmentConfig, DataConfig, ExportConfig, TrainConfig
 from tfmm.data import ImageAugmenter, ImageCheck, build_pipeline, to_float
 from tfmm.data.images import decode_and_resize
 from tfmm.data.question_groups import directory_groups, load_question_groups, groups_dataset
-from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, build_image_encoder, build_text_encoder, parse_trainable, preset_vocabulary
+from tfmm.encoders import preset_vocabulary
 from tfmm.errors import TfmmError
 from tfmm.export.vqa import export_answerer
-from tfmm.layers import FUSIONS, build_fusion
+from tfmm.layers import build_fusion
 from tfmm.models import VisualQuestionAnswerer
 from tfmm.text import TextPreprocessor, learn_vocabulary, save_vocabulary
 from tfmm.train.session import TrainingSession, count_examples, per_worker_batch
@@ -184,24 +184,9 @@ def pipeline(config, dataset, preprocessor, answers, training, shard=None, repea
 # --------------------------------------------------------------------------------------------- model
 
 
-def check_names(config):
-    """Config names are checked before any data is read, so a typo fails at once."""
-    IMAGE_ENCODERS.get(config.model.image_encoder, "model.image_encoder")
-    TEXT_ENCODERS.get(config.model.text_encoder, "model.text_encoder")
-    FUSIONS.get(config.model.fusion, "model.fusion")
-
-
 def build_model(config, vocabulary_size, answers):
     m = config.model
-    image_encoder = build_image_encoder(
-        m.image_encoder, m.image_encoder_size, config.data.image_size, m.image_encoder_weights,
-        trainable=parse_trainable(m.image_encoder_trainable, "model.image_encoder_trainable"),
-        **({"normalization": m.image_normalization} if m.image_encoder == "cnn" else {}),
-    )
-    text_encoder = build_text_encoder(
-        m.text_encoder, m.text_encoder_size, vocabulary_size, m.sequence_length, m.text_encoder_weights,
-        trainable=parse_trainable(m.text_encoder_trainable, "model.text_encoder_trainable"),
-    )
+    image_encoder, text_encoder = build_encoders(m, config.data.image_size, vocabulary_size)
     fusion = build_fusion(m.fusion, m.fusion_dim, num_outputs=len(answers), num_heads=m.fusion_heads,
                           num_layers=m.fusion_layers, rank=m.fusion_rank, dropout=m.dropout)
     frames = config.data.frames if config.data.source == "clips" else 0
@@ -209,24 +194,15 @@ def build_model(config, vocabulary_size, answers):
                                   classifier_hidden_dim=m.classifier_hidden_dim, dropout=m.dropout, name="vqa")
 
 
-class Run:
-    """A trained model with its config, question preprocessor and run directory."""
+class Run(TrainedRun):
+    """A trained VQA model with its config, question preprocessor and run directory."""
 
-    def __init__(self, path, model, preprocessor, config):
-        self.path, self.model, self.preprocessor, self.config = Path(path), model, preprocessor, config
-        self._forward = tf.function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
-
-    @classmethod
-    def load(cls, path, overrides=()):
-        path, config, model, preprocessor = load_run(path, TASK, VQAConfig, overrides)
-        return cls(path, model, preprocessor, config)
+    task = TASK
+    config_class = VQAConfig
 
     @property
     def answers(self):
         return self.model.answer_vocabulary
-
-    def forward(self, inputs):
-        return {k: v.numpy() for k, v in self._forward(inputs).items()}
 
     def known_words(self, question):
         """How many of the question's word pieces the vocabulary knows (0: the model cannot read it)."""
@@ -254,7 +230,7 @@ class Run:
 def train(config, run_path=None):
     """Trains under the configured strategy and precision; returns the `Run` (None on non-chief workers)."""
     session = TrainingSession(config)  # first: multi-worker needs an untouched runtime
-    check_names(config)
+    check_model_names(config.model)
     check = ImageCheck(strict=config.data.strict)
     run_path = Path(run_path or cli.run_dir(config.train.output_dir, TASK))
     train_groups = groups(config, "train", check)
@@ -402,10 +378,6 @@ def export(run, name=None, sample_split="validation"):
 # --------------------------------------------------------------------------------------- CLI handlers
 
 
-def _run(args):
-    return Run.load(args.model or cli.latest_run("runs", TASK), args.set)
-
-
 def cmd_train(args):
     config = cli.resolve_config(VQAConfig, args)
     run = train(config, args.run_dir)
@@ -416,7 +388,7 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    run = _run(args)
+    run = Run.from_args(args)
     metrics = evaluate(run, eval_groups(run, args.split, args.data, ImageCheck(strict=args.strict)))
     cli.print_metrics(f"{args.data or args.split} ({run.path})", metrics)
     if args.output:
@@ -424,12 +396,12 @@ def cmd_eval(args):
 
 
 def cmd_export(args):
-    run = _run(args)
+    run = Run.from_args(args)
     print(f"exported {export(run, name=args.name)}")
 
 
 def cmd_predict(args):
-    run = _run(args)
+    run = Run.from_args(args)
     media = load_media(args.media, run)
     outputs = run.ask(media, [args.question])
     row = outputs["probabilities"][0]
@@ -455,26 +427,17 @@ def cmd_main_job(args):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m tfmm.apps.vqa", description=__doc__.splitlines()[0])
-    cli.add_config_arguments(p, TASK)
-    p.set_defaults(handler=cmd_main_job)
-    sub = p.add_subparsers(dest="command")
-
-    def command(name, handler, help_text, model=True, output=False):
-        return cli.add_command(sub, name, handler, help_text, TASK, model, output)
-
-    s = command("train", cmd_train, "train a model", model=False)
-    s.add_argument("--run-dir", help="run directory; an interrupted run given here resumes from its last backup")
-    s = command("eval", cmd_eval, "accuracy overall and per question type", output=True)
+    app = cli.AppParser(TASK, __doc__.splitlines()[0], cmd_main_job, cmd_train)
+    s = app.command("eval", cmd_eval, "accuracy overall and per question type", output=True)
     s.add_argument("--split", default="test")
     s.add_argument("--data", help="a directory in easy-VQA layout to evaluate on instead of a split")
-    command("export", cmd_export, "SavedModel (TF Serving layout) and TFLite").add_argument(
+    app.command("export", cmd_export, "SavedModel (TF Serving layout) and TFLite").add_argument(
         "--name", help="model name under saved_models/ (default: export.name or vqa)")
-    s = command("predict", cmd_predict, "answer a question about an image (or a clip's frame files)", output=True)
+    s = app.command("predict", cmd_predict, "answer a question about an image (or a clip's frame files)", output=True)
     s.add_argument("media", nargs="+", help="an image file, or the frame files of one clip")
     s.add_argument("--question", required=True)
     s.add_argument("--plot", help="write a PNG of the question's attention over the image")
-    return p
+    return app.parser
 
 
 def main(argv=None):

@@ -12,13 +12,13 @@ label column missing from the table is always an error.
 """
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from tfmm.data.images import decode_and_resize
+from tfmm.data.readers import jsonl_rows
 from tfmm.data.sources import hash_split
 from tfmm.errors import TfmmError
 
@@ -55,18 +55,10 @@ def read_table(path):
             reader = csv.DictReader(handle)
             return list(reader.fieldnames or []), [(n + 2, row) for n, row in enumerate(reader)]
     if path.suffix == ".jsonl":
-        rows, columns = [], {}
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TfmmError(f"{path}:{number}: not valid JSON ({error})") from None
-            if not isinstance(row, dict):
-                raise TfmmError(f"{path}:{number}: expected a JSON object")
+        rows = list(jsonl_rows(path))
+        columns = {}
+        for _, row in rows:
             columns.update(dict.fromkeys(row))
-            rows.append((number, row))
         return list(columns), rows
     raise TfmmError(f"{path}: classification data must be a .csv or .jsonl file")
 

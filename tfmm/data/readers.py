@@ -24,7 +24,8 @@ def _add(grouped, image, caption, where):
     grouped.setdefault(image, []).append(caption.strip())
 
 
-def _rows_jsonl(path):
+def jsonl_rows(path):
+    """(line number, object) for each non-empty line of a JSON-lines file; bad lines are named."""
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -49,7 +50,7 @@ def read_caption_file(path, image_root=None):
     if not path.is_file():
         raise TfmmError(f"caption file not found: {path}")
     root = Path(image_root) if image_root else path.parent
-    rows = _rows_jsonl(path) if path.suffix == ".jsonl" else _rows_csv(path)
+    rows = jsonl_rows(path) if path.suffix == ".jsonl" else _rows_csv(path)
     grouped = OrderedDict()
     for number, row in rows:
         for field in ("image", "caption"):
