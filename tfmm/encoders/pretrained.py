@@ -5,8 +5,10 @@ plain keras-hub backbone (`ViTBackbone`, `ResNetBackbone`, `BertBackbone`), whic
 wrapped in the matching tfmm encoder. Nothing is ever downloaded.
 """
 
+import json
 from pathlib import Path
 
+import keras
 import keras_hub
 
 from tfmm.errors import TfmmError
@@ -55,11 +57,20 @@ def load_pretrained_encoder(path, field, build, image_size=None, sequence_length
 
 
 def preset_vocabulary(path):
-    """The WordPiece vocabulary saved in a keras-hub preset directory, or None if it has no tokenizer."""
+    """The WordPiece vocabulary saved in a keras-hub preset directory, or None if it has no tokenizer.
+
+    keras-hub finds a preset's tokenizer class through its backbone class; tfmm's own encoders have
+    no tokenizer class of their own, so their presets' `tokenizer.json` is read directly.
+    """
     path = Path(path).expanduser()
     if not path.is_dir() or not (path / "tokenizer.json").is_file():
         return None
-    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(str(path))
+    try:
+        tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(str(path))
+    except ValueError:
+        config = json.loads((path / "tokenizer.json").read_text())
+        tokenizer = keras.saving.deserialize_keras_object(config)
+        tokenizer.load_preset_assets(str(path))
     return list(tokenizer.get_vocabulary())
 
 
