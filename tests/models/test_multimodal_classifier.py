@@ -50,3 +50,9 @@ def test_static_and_uncertainty_weighted_losses_match_numpy():
                 + np.exp(1.0) * cross_entropy(out["aux"], y["aux"], w["aux"]) - 1.0)
     np.testing.assert_allclose(learned.compute_loss(x, y, learned(x), w), expected, rtol=1e-4)
     assert learned.task_weights() == pytest.approx({"main": np.exp(-0.5), "aux": np.exp(1.0)})
+
+
+def test_late_fusion_keeps_task_heads_linear():
+    late = classifier("late")
+    assert all(not layer.name.endswith("_hidden") for layer in late.layers)
+    assert "main_hidden" in [layer.name for layer in classifier("concat").layers]

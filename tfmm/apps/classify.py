@@ -168,7 +168,7 @@ def build_model(config, vocabulary_size, classes):
     image_encoder, text_encoder = build_encoders(m, config.data.image_size, vocabulary_size)
     fusion = None
     if m.modalities == "both":
-        # `late` yields a vector here: the task heads on top keep it a mix of per-modality predictions.
+        # `late` yields a vector here; the model keeps the task heads on it linear (see MultimodalClassifier).
         fusion = build_fusion(m.fusion, m.fusion_dim, num_outputs=m.fusion_dim, num_heads=m.fusion_heads,
                               num_layers=m.fusion_layers, rank=m.fusion_rank, dropout=m.dropout)
     weights = dict(zip(config.data.label_columns, m.loss_weights)) if m.loss_weights else None

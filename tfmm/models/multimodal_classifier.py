@@ -19,8 +19,9 @@ class MultimodalClassifier(Task):
     `tasks` maps each task to its class names. The loss is the sum over tasks of a masked
     cross-entropy (weight 0 for unknown labels), weighted statically (`loss_weights`) or by
     learned task uncertainty (Kendall et al., 2018: Σ exp(−s_t)·L_t + s_t with s_t = log σ²_t).
-    A `late` fusion here produces a vector, not logits: each task head is linear on top, so each
-    task's logits are still the learned-weight mix of per-modality predictions.
+    A `late` fusion here mixes per-modality vectors (its `num_outputs` is the fusion width) and each
+    task's head on top is linear, so each task's logits are still the learned-weight mix of two
+    per-modality predictions.
     """
 
     def __init__(self, image_encoder, text_encoder, fusion, tasks, modalities="both", hidden_dim=256, dropout=0.1,
@@ -58,8 +59,11 @@ class MultimodalClassifier(Task):
             pooled = image["pooled_output"] if modalities == "image" else text["pooled_output"]
             shared = keras.layers.Dense(hidden_dim, activation="gelu", name=f"{modalities}_only")(pooled)
         shared = keras.layers.Dropout(dropout, name="shared_dropout")(shared)
+        late = fusion is not None and fusion.returns_logits
         for task, names in self.tasks.items():
-            hidden = keras.layers.Dense(hidden_dim, activation="gelu", name=f"{task}_hidden")(shared)
+            # After late fusion the heads stay linear, so each task's logits remain a learned-weight mix of
+            # the two per-modality predictions; other fusions get an MLP head.
+            hidden = shared if late else keras.layers.Dense(hidden_dim, activation="gelu", name=f"{task}_hidden")(shared)
             outputs[task] = keras.layers.Dense(len(names), dtype="float32", name=task)(hidden)
             outputs[f"{task}_probabilities"] = keras.layers.Softmax(dtype="float32", name=f"{task}_probabilities")(outputs[task])
         super().__init__(inputs={"images": images, "token_ids": token_ids, "padding_mask": padding_mask},
