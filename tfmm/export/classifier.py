@@ -10,17 +10,14 @@ Beside it: `assets.extra/tfmm_config.toml`, `vocabulary.txt`, `classes.json`, an
 """
 
 import json
-import shutil
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmm.config import save_config
 from tfmm.data.images import decode_batch
-from tfmm.export.saved_model import write_version
+from tfmm.export.saved_model import write_export
 from tfmm.export.tflite import write_tflite_models
-from tfmm.text.vocabulary import save_vocabulary
 
 
 def build_archive(model, preprocessor):
@@ -75,20 +72,12 @@ def export_classifier(model, preprocessor, config, sample_images, sample_texts, 
     size, length = model.image_size, model.sequence_length
     keys = tuple(f"{task}_probabilities" for task in model.tasks)
 
-    def write(tmp):
-        build_archive(model, preprocessor).write_out(str(tmp), verbose=False)
-        extra = tmp / "assets.extra"
-        extra.mkdir(exist_ok=True)
-        save_config(config, extra / "tfmm_config.toml")
-        save_vocabulary(preprocessor.vocabulary, extra / "vocabulary.txt")
-        (extra / "classes.json").write_text(json.dumps(model.tasks, indent=2))
-        if quantizations:
-            specs = [tf.TensorSpec([1, size, size, 3], tf.float32, name="images"),
-                     tf.TensorSpec([1, length], tf.int32, name="token_ids"),
-                     tf.TensorSpec([1, length], tf.int32, name="padding_mask")]
-            samples = {"images": sample_images, **tokens}
-            write_tflite_models({"classifier": (model, specs, samples, keys)}, tmp / "tflite", quantizations, _agreement)
-            for text_file in ("vocabulary.txt", "classes.json"):
-                shutil.copy(extra / text_file, tmp / "tflite" / text_file)
+    def tflite(folder):
+        specs = [tf.TensorSpec([1, size, size, 3], tf.float32, name="images"),
+                 tf.TensorSpec([1, length], tf.int32, name="token_ids"),
+                 tf.TensorSpec([1, length], tf.int32, name="padding_mask")]
+        samples = {"images": sample_images, **tokens}
+        write_tflite_models({"classifier": (model, specs, samples, keys)}, folder, quantizations, _agreement)
 
-    return write_version(base_dir, name, write)
+    return write_export(base_dir, name, lambda: build_archive(model, preprocessor), config, preprocessor.vocabulary,
+                        {"classes.json": json.dumps(model.tasks, indent=2)}, tflite if quantizations else None)

@@ -12,17 +12,13 @@ Beside it, in the same version directory: `assets.extra/tfmm_config.toml` (the r
 with `tflite/parity.json` (cosine similarity to the Keras embeddings on sample inputs).
 """
 
-import shutil
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmm.config import save_config
 from tfmm.data.images import decode_batch
-from tfmm.export.saved_model import write_version
+from tfmm.export.saved_model import write_export
 from tfmm.export.tflite import write_tflite_models
-from tfmm.text.vocabulary import save_vocabulary
 
 
 def _template_parts(templates):
@@ -125,16 +121,9 @@ def export_retriever(retriever, preprocessor, config, sample_images, sample_text
     `sample_images` / `sample_texts` (real data) calibrate int8 and check TFLite parity.
     """
     sample_tokens = preprocessor.tokenize_numpy(list(sample_texts))
-
-    def write(tmp):
-        build_archive(retriever, preprocessor, templates).write_out(str(tmp), verbose=False)
-        extra = tmp / "assets.extra"
-        extra.mkdir(exist_ok=True)
-        save_config(config, extra / "tfmm_config.toml")
-        save_vocabulary(preprocessor.vocabulary, extra / "vocabulary.txt")
-        if quantizations:
-            write_tflite(retriever, sample_images, sample_tokens, tmp / "tflite", quantizations)
-            shutil.copy(extra / "vocabulary.txt", tmp / "tflite" / "vocabulary.txt")
-
-    return write_version(base_dir, name, write)
+    return write_export(
+        base_dir, name, lambda: build_archive(retriever, preprocessor, templates), config, preprocessor.vocabulary,
+        write_tflite=(lambda folder: write_tflite(retriever, sample_images, sample_tokens, folder, quantizations))
+        if quantizations else None,
+    )
 

@@ -10,7 +10,9 @@ import re
 import shutil
 from pathlib import Path
 
+from tfmm.config import save_config
 from tfmm.errors import TfmmError
+from tfmm.text.vocabulary import save_vocabulary
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -60,3 +62,28 @@ def write_version(base_dir, name, write, version=None):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def write_export(base_dir, name, archive, config, vocabulary, extra_files=None, write_tflite=None):
+    """Writes the next version of `name` the way every app exports, and returns its directory.
+
+    The version holds the SavedModel of `archive()` (a `keras.export.ExportArchive`) and `assets.extra/`
+    with the resolved config, the vocabulary and `extra_files` ({file name: text}); with
+    `write_tflite(folder)`, also `tflite/` with the `.tflite` files and copies of those text files.
+    """
+    extra_files = dict(extra_files or {})
+
+    def write(tmp):
+        archive().write_out(str(tmp), verbose=False)
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        save_config(config, extra / "tfmm_config.toml")
+        save_vocabulary(vocabulary, extra / "vocabulary.txt")
+        for file_name, text in extra_files.items():
+            (extra / file_name).write_text(text, encoding="utf-8")
+        if write_tflite:
+            write_tflite(tmp / "tflite")
+            for file_name in ["vocabulary.txt", *extra_files]:
+                shutil.copy(extra / file_name, tmp / "tflite" / file_name)
+
+    return write_version(base_dir, name, write)

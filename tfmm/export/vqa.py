@@ -13,17 +13,13 @@ and `tflite/answerer_{float32,dynamic_int8,int8}.tflite` with the two text files
 (agreement of the TFLite answers with Keras on sample questions).
 """
 
-import shutil
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmm.config import save_config
 from tfmm.data.images import decode_and_resize
-from tfmm.export.saved_model import write_version
+from tfmm.export.saved_model import write_export
 from tfmm.export.tflite import write_tflite_models
-from tfmm.text.vocabulary import save_vocabulary
 
 
 def _decode_images(image_bytes, size, frames):
@@ -102,17 +98,8 @@ def export_answerer(model, preprocessor, config, sample_images, sample_questions
     `sample_images` (float 0..1) with `sample_questions` (one each) calibrate int8 and check parity.
     """
     sample_tokens = preprocessor.tokenize_numpy(list(sample_questions))
-
-    def write(tmp):
-        build_archive(model, preprocessor).write_out(str(tmp), verbose=False)
-        extra = tmp / "assets.extra"
-        extra.mkdir(exist_ok=True)
-        save_config(config, extra / "tfmm_config.toml")
-        save_vocabulary(preprocessor.vocabulary, extra / "vocabulary.txt")
-        (extra / "answers.txt").write_text("\n".join(model.answer_vocabulary) + "\n", encoding="utf-8")
-        if quantizations:
-            write_tflite(model, sample_images, sample_tokens, tmp / "tflite", quantizations)
-            for text_file in ("vocabulary.txt", "answers.txt"):
-                shutil.copy(extra / text_file, tmp / "tflite" / text_file)
-
-    return write_version(base_dir, name, write)
+    return write_export(
+        base_dir, name, lambda: build_archive(model, preprocessor), config, preprocessor.vocabulary,
+        {"answers.txt": "\n".join(model.answer_vocabulary) + "\n"},
+        (lambda folder: write_tflite(model, sample_images, sample_tokens, folder, quantizations)) if quantizations else None,
+    )
