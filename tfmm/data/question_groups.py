@@ -19,18 +19,11 @@ import tensorflow as tf
 from tfmm.data import clips as clip_data
 from tfmm.data import easy_vqa
 from tfmm.data.images import decode_and_resize
+from tfmm.data.sources import hash_split
 from tfmm.errors import TfmmError
 
 SPLITS = ("train", "validation", "test")
 BUILT_IN = ("easy_vqa", "shapes", "clips")
-
-
-def _in_validation(image_ids, fraction):
-    """Deterministic image-level carve-out of a training directory for validation."""
-    if not image_ids:
-        return np.zeros(0, bool)
-    bucket = tf.strings.to_hash_bucket_fast(tf.constant(image_ids), 10000).numpy() / 10000.0
-    return bucket < fraction
 
 
 def _chunks(group, max_questions):
@@ -96,14 +89,13 @@ def load_question_groups(data, split, image_check):
     has_splits = (root / "train" / "questions.json").is_file()
     directory = split_directory(root, split)
     groups, _ = directory_groups(directory, image_check)
-    if not has_splits or split != "test":
-        # Carve validation (and, for a single directory, test) out by a hash of the image id.
-        fraction = data.validation_fraction
-        ids = [g["image_id"] for g in groups]
-        in_validation = _in_validation(ids, fraction)
-        in_test = _in_validation(ids, 2 * fraction) & ~in_validation if not has_splits else np.zeros(len(ids), bool)
-        wanted = {"validation": in_validation, "test": in_test, "train": ~(in_validation | in_test)}[split]
-        groups = [g for g, keep in zip(groups, wanted) if keep]
+    if groups and (not has_splits or split != "test"):
+        # Carve validation (and, for a single directory, test) out by the suite's hash of the image id; with
+        # an official test folder, the hash's "test" share stays in training.
+        names = [n.decode() for n in hash_split(tf.constant([g["image_id"] for g in groups]), data.validation_fraction).numpy()]
+        if has_splits:
+            names = ["validation" if n == "validation" else "train" for n in names]
+        groups = [g for g, name in zip(groups, names) if name == split]
     return groups_dataset(groups, max_questions, lambda path: decode_and_resize(tf.io.read_file(path), size))
 
 
