@@ -93,6 +93,58 @@ def read_directory(path):
     return [groups[k] for k in order], answers
 
 
+def _asked_thing(question):
+    """("yes means present" flag, the thing asked about) of a presence/absence question, else None."""
+    for templates, negated in ((_PRESENCE, False), (_ABSENCE, True)):
+        for template in templates:
+            before, after = template.split("{x}")
+            if question.startswith(before) and question.endswith(after):
+                return negated, question[len(before):len(question) - len(after)]
+    return None
+
+
+def _template_fill(question, templates, field):
+    """The word a question fills into `{field}` of one of `templates`, or None."""
+    for template in templates:
+        if "{" + field + "}" not in template:
+            continue
+        before, after = template.split("{" + field + "}")
+        if question.startswith(before) and question.endswith(after) and len(question) > len(before) + len(after):
+            return question[len(before):len(question) - len(after)]
+    return None
+
+
+def scene_from_questions(questions, answers):
+    """(colour, shape) of an image, read from its questions and answers (None where they do not tell):
+    the answers to colour and shape questions, the words inside them ("what is the red shape?"),
+    yes/no answers about presence, and elimination (every other shape said to be absent)."""
+    colours, shapes = set(), set()
+    absent_colours, absent_shapes = set(), set()
+    for question, answer in zip(questions, answers):
+        kind = question_type(answer)
+        if kind == "colour":
+            colours.add(answer)
+            shapes.add(_template_fill(question, _COLOUR_QUESTIONS, "shape"))
+        elif kind == "shape":
+            shapes.add(answer)
+            colours.add(_template_fill(question, _SHAPE_QUESTIONS, "colour"))
+        elif kind == "yes/no" and (asked := _asked_thing(question)) is not None:
+            negated, thing = asked
+            present = (answer == "yes") != negated
+            colour = thing[: -len(" shape")] if thing.endswith(" shape") else None
+            if thing in SHAPES:
+                (shapes if present else absent_shapes).add(thing)
+            elif colour in COLOURS:
+                (colours if present else absent_colours).add(colour)
+    colours &= set(COLOURS)  # drops None, and "shape" read from "what color is the shape?"
+    shapes &= set(SHAPES)
+    if not colours and len(absent_colours) == len(COLOURS) - 1:
+        colours = set(COLOURS) - absent_colours
+    if not shapes and len(absent_shapes) == len(SHAPES) - 1:
+        shapes = set(SHAPES) - absent_shapes
+    return (colours.pop() if len(colours) == 1 else None), (shapes.pop() if len(shapes) == 1 else None)
+
+
 def _draw(rng, image_size):
     """One shape on a light background. Sizes and placement follow the official images (measured:
     extents 9–34 px at 64 px, rectangles' sides drawn separately from 10 px up, every shape whole

@@ -83,6 +83,12 @@ def load_question_groups(data, split, image_check):
         return _shapes_groups(data, split, max_questions)
     if source == "clips":
         return _clip_groups(data, split, max_questions)
+    groups = split_groups(source, split, data.validation_fraction, image_check)
+    return groups_dataset(groups, max_questions, lambda path: decode_and_resize(tf.io.read_file(path), size))
+
+
+def split_groups(source, split, validation_fraction, image_check):
+    """The question groups (Python dicts with `image_path`) of `split` of easy-VQA or an easy-VQA-layout root."""
     root = easy_vqa.package_directory("train").parent if source == "easy_vqa" else Path(source).expanduser()
     if source != "easy_vqa" and not root.is_dir():
         raise TfmmError(f"data.source {source!r}: not one of {', '.join(BUILT_IN)} and not a directory")
@@ -92,11 +98,11 @@ def load_question_groups(data, split, image_check):
     if groups and (not has_splits or split != "test"):
         # Carve validation (and, for a single directory, test) out by the suite's hash of the image id; with
         # an official test folder, the hash's "test" share stays in training.
-        names = [n.decode() for n in hash_split(tf.constant([g["image_id"] for g in groups]), data.validation_fraction).numpy()]
+        names = [n.decode() for n in hash_split(tf.constant([g["image_id"] for g in groups]), validation_fraction).numpy()]
         if has_splits:
             names = ["validation" if n == "validation" else "train" for n in names]
         groups = [g for g, name in zip(groups, names) if name == split]
-    return groups_dataset(groups, max_questions, lambda path: decode_and_resize(tf.io.read_file(path), size))
+    return groups
 
 
 def _shapes_groups(data, split, max_questions):

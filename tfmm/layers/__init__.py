@@ -1,14 +1,18 @@
 """Reusable, serialisable Keras layers."""
 
+from tfmm.layers.caption_decoders import DECODERS, build_decoder
 from tfmm.layers.contrastive_head import ContrastiveHead
 from tfmm.layers.frame_attention_pooling import FrameAttentionPooling
 from tfmm.layers.fusion import FUSIONS, build_fusion
 from tfmm.layers.projection_head import ProjectionHead
 from tfmm.layers.groups import FoldGroups, RepeatForGroups, UnfoldGroups
+from tfmm.layers.gru_attention_decoder import GRUAttentionDecoder
+from tfmm.layers.transformer_caption_decoder import CaptionDecoderBlock, TransformerCaptionDecoder
 from tfmm.layers.segment_ids import SegmentIds
 from tfmm.layers.token_pooling import TokenPooling
 
 __all__ = [
-    "FUSIONS", "ContrastiveHead", "FoldGroups", "FrameAttentionPooling", "ProjectionHead", "RepeatForGroups",
-    "SegmentIds", "TokenPooling", "UnfoldGroups", "build_fusion",
+    "DECODERS", "FUSIONS", "CaptionDecoderBlock", "ContrastiveHead", "FoldGroups", "FrameAttentionPooling", "GRUAttentionDecoder", "ProjectionHead", "RepeatForGroups",
+    "SegmentIds", "TokenPooling", "TransformerCaptionDecoder", "UnfoldGroups", "build_decoder",
+    "build_fusion",
 ]

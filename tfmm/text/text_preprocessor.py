@@ -1,6 +1,9 @@
+import re
+
 import keras
 import keras_hub
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 
@@ -41,6 +44,32 @@ class TextPreprocessor(keras.layers.Layer):
         """Host-side twin of `call` for a list of strings; needs no TensorFlow graph."""
         token_ids, padding_mask = self.packer(self.tokenizer([str(t) for t in texts]))
         return {"token_ids": np.asarray(token_ids, np.int32), "padding_mask": np.asarray(padding_mask, np.int32)}
+
+    @property
+    def special_ids(self):
+        return [self.vocabulary.index(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]") if t in self.vocabulary]
+
+    def detokenize(self, token_ids):
+        """Token ids (..., L) → strings (...): the tokens before the first [SEP], special tokens dropped,
+        word pieces joined, no space before punctuation. TensorFlow ops (SavedModels use it)."""
+        token_ids = tf.convert_to_tensor(token_ids, tf.int32)
+        before_end = tf.math.cumsum(tf.cast(token_ids == self.end_id, tf.int32), axis=-1) == 0
+        special = tf.reduce_any(token_ids[..., None] == tf.constant(self.special_ids), axis=-1)
+        words = tf.where(before_end & ~special, tf.gather(tf.constant(self.vocabulary), token_ids), "")
+        text = tf.strings.reduce_join(words, axis=-1, separator=" ")
+        text = tf.strings.strip(tf.strings.regex_replace(text, " +", " "))
+        text = tf.strings.regex_replace(text, " ##", "")
+        return tf.strings.regex_replace(text, r" ([,.;:!?])", r"\1")
+
+    def detokenize_numpy(self, token_ids):
+        """Host-side twin of `detokenize` for one sequence of ids; needs no TensorFlow graph."""
+        special, words = set(self.special_ids), []
+        for token in token_ids:
+            if token == self.end_id:
+                break
+            if token not in special:
+                words.append(self.vocabulary[token])
+        return re.sub(r" ([,.;:!?])", r"\1", " ".join(words).replace(" ##", ""))
 
     def compute_output_spec(self, texts):
         shape = (*texts.shape, self.sequence_length)

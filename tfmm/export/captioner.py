@@ -1,0 +1,142 @@
+"""Export of a trained `ImageCaptioner`: a TF Serving SavedModel that captions image bytes with the
+whole decoding loop in the graph, and TFLite models for an on-device loop.
+
+SavedModel signatures (`<base>/<name>/<version>/`):
+- `caption` (`serving_default`): `image_bytes` string[n] → `caption` string[n], `score` float[n]
+  (length-normalised log-probability), `top_captions` string[n, beams], `top_scores` float[n, beams],
+  by beam search with the configured width (`decode.beam_width`; 1 = greedy).
+- `caption_beam`: the same with `beam_width` int32 (a scalar, 1…`decode.max_beam_width`): a signature
+  cannot have an optional input, so the width a client chooses has its own signature.
+- `caption_tensors`: `images` float[n, S, S, 3] 0..1 → `token_ids` int32[n, max_length] (greedy), for parity.
+Decoding stops at `decode.max_length` tokens, so no request can hang.
+
+`tflite/`: `caption_encoder_<q>.tflite` (image → the decoder's initial state: the regions' attention
+keys or key/value caches), `caption_step_<q>.tflite` (one token, its position and the state →
+`logits` and the next state), both batch 1 with built-in ops only; `caption_on_device.py` (the host
+loop: greedy and beam search in NumPy over LiteRT), `vocabulary.txt`, `caption_decoding.json`, and
+`parity.json`: how many greedy captions of the sample images equal the Keras model's.
+"""
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmm.data.images import decode_batch
+from tfmm.errors import TfmmError
+from tfmm.export import caption_on_device
+from tfmm.export.saved_model import write_export
+from tfmm.export.tflite import check_builtin_ops, convert_saved_model
+
+TFLITE_QUANTIZATIONS = ("float32", "dynamic_int8")  # full int8 would need calibrating a recurrent state
+
+
+def decoding_settings(model, decode):
+    """What a decoding loop needs to know besides the weights (written as caption_decoding.json)."""
+    return {"start_id": model.start_id, "end_id": model.end_id, "pad_id": model.pad_id,
+            "image_size": model.image_size, "max_length": min(decode.max_length, model.max_positions),
+            "max_beam_width": decode.max_beam_width, "beam_width": decode.beam_width,
+            "length_penalty": decode.length_penalty}
+
+
+def build_archive(model, preprocessor, decode):
+    settings = decoding_settings(model, decode)
+    size, max_length, max_beam = settings["image_size"], settings["max_length"], settings["max_beam_width"]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def caption(image_bytes, beam_width):
+        check = tf.debugging.Assert((beam_width >= 1) & (beam_width <= max_beam),
+                                    [f"beam_width must be between 1 and {max_beam}, got", beam_width])
+        with tf.control_dependencies([check]):  # before the loop allocates beams
+            beam_width = tf.identity(beam_width)
+        out = model.generate(decode_batch(image_bytes, size), max_length, beam_width, decode.length_penalty)
+        captions = preprocessor.detokenize(out["token_ids"])
+        return {"caption": captions[:, 0], "score": out["scores"][:, 0], "top_captions": captions,
+                "top_scores": out["scores"]}
+
+    image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
+    for endpoint in ("serving_default", "caption"):
+        archive.add_endpoint(endpoint, lambda image_bytes: caption(image_bytes, tf.constant(decode.beam_width)),
+                             input_signature=[image_bytes])
+    archive.add_endpoint("caption_beam", caption,
+                         input_signature=[image_bytes, tf.TensorSpec([], tf.int32, name="beam_width")])
+    archive.add_endpoint("caption_tensors", lambda images: {"token_ids": model.generate(images, max_length)["token_ids"][:, 0]},
+                         input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
+    return archive
+
+
+def _state_specs(model, max_length):
+    state = model.initial_state(tf.zeros([1, model.image_size, model.image_size, 3]), max_length)
+    return {name: tf.TensorSpec(value.shape, value.dtype, name=name) for name, value in state.items()}
+
+
+def _write_function(model, function, specs, path):
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", function, input_signature=specs)
+    archive.write_out(str(path), verbose=False)
+
+
+def write_tflite(model, decode, vocabulary, sample_images, keras_captions, out_dir, quantizations):
+    """The encoder and step models for each quantization, the host loop, and greedy-caption parity."""
+    unknown = [q for q in quantizations if q not in TFLITE_QUANTIZATIONS]
+    if unknown:
+        raise TfmmError(f"export.tflite_quantization {unknown}: the caption models convert to "
+                        f"{', '.join(TFLITE_QUANTIZATIONS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = decoding_settings(model, decode)
+    state_specs = _state_specs(model, settings["max_length"])
+    names = sorted(state_specs)
+    size = model.image_size
+
+    def encoder(images):
+        return model.initial_state(images, settings["max_length"])
+
+    def step(token_ids, index, *state):
+        logits, new_state = model.step(token_ids, dict(zip(names, state)), index)
+        return {"logits": logits, **new_state}
+
+    with tempfile.TemporaryDirectory() as scratch:
+        _write_function(model, encoder, [tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
+                        Path(scratch) / "encoder")
+        _write_function(model, step, [tf.TensorSpec([1], tf.int32, name="token_ids"),
+                                      tf.TensorSpec([], tf.int32, name="index"), *(state_specs[n] for n in names)],
+                        Path(scratch) / "step")
+        for quantization in quantizations:
+            for part in ("encoder", "step"):
+                content = convert_saved_model(Path(scratch) / part, quantization)
+                check_builtin_ops(content)
+                (out_dir / f"caption_{part}_{quantization}.tflite").write_bytes(content)
+    (out_dir / "caption_decoding.json").write_text(json.dumps(settings, indent=2))
+    (out_dir / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    shutil.copy(caption_on_device.__file__, out_dir / "caption_on_device.py")
+    parity = {}
+    for quantization in quantizations:
+        captioner = caption_on_device.OnDeviceCaptioner(out_dir, quantization)
+        got = [captioner.caption(image)[0][0] for image in sample_images]
+        parity[quantization] = {"greedy_caption_agreement": float(np.mean([a == b for a, b in zip(got, keras_captions)])),
+                                "images": len(got),
+                                "bytes": sum((out_dir / f"caption_{p}_{quantization}.tflite").stat().st_size
+                                             for p in ("encoder", "step"))}
+    (out_dir / "parity.json").write_text(json.dumps(parity, indent=2))
+    return parity
+
+
+def export_captioner(model, preprocessor, config, sample_images, base_dir, name, quantizations=()):
+    """Writes the next version of `name` under `base_dir`; returns its directory. `sample_images`
+    (float 0..1) check that the TFLite loop writes the Keras model's greedy captions."""
+    settings = decoding_settings(model, config.decode)
+    greedy = model.generate(tf.constant(sample_images), settings["max_length"])["token_ids"][:, 0].numpy()
+    keras_captions = [preprocessor.detokenize_numpy(ids) for ids in greedy]
+    return write_export(
+        base_dir, name, lambda: build_archive(model, preprocessor, config.decode), config, preprocessor.vocabulary,
+        {"caption_decoding.json": json.dumps(settings, indent=2)},
+        (lambda folder: write_tflite(model, config.decode, preprocessor.vocabulary, sample_images, keras_captions,
+                                     folder, quantizations)) if quantizations else None,
+    )
