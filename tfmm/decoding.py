@@ -36,13 +36,18 @@ def filter_logits(logits, top_k=0, top_p=1.0):
 
 
 def sample(step, state, batch_size, start_id, end_id, max_length, temperature=0.0, top_k=0, top_p=1.0, seed=(0, 0),
-           pad_id=0):
+           pad_id=0, forced_ids=None):
     """Greedy decoding (temperature ≤ 0) or sampling from the top-k / top-p filtered distribution.
+
+    `forced_ids` (batch, max_length), -1 where free, fixes the tokens it gives (the rest are sampled
+    after them: editing a region of an image's tokens).
 
     Returns `token_ids` (batch, max_length): the generated tokens, the end token included, then `pad_id`;
     `log_probability` (batch,): the model's log-probability of them; `length` (batch,): tokens before the end.
     """
     max_length = _as_int(max_length)
+    if forced_ids is not None:
+        forced_ids = tf.cast(forced_ids, tf.int32)
     temperature = tf.cast(temperature, tf.float32)
     seed = tf.cast(seed, tf.int64)
 
@@ -54,6 +59,9 @@ def sample(step, state, batch_size, start_id, end_id, max_length, temperature=0.
         step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int64))
         drawn = tf.random.stateless_categorical(filtered, 1, seed=step_seed, dtype=tf.int32)[:, 0]
         chosen = tf.where(temperature > 0, drawn, tf.argmax(logits, -1, output_type=tf.int32))
+        if forced_ids is not None:
+            forced = tf.gather(forced_ids, index, axis=1)
+            chosen = tf.where(forced >= 0, forced, chosen)
         chosen = tf.where(finished, pad_id, chosen)
         gained = tf.gather(log_softmax, chosen, batch_dims=1)
         log_probability += tf.where(finished, 0.0, gained)

@@ -5,6 +5,7 @@
     python tools/bench.py scaling [--epochs 8]
     python tools/bench.py classify [--classify-epochs 6] [--pretrain-epochs 5]
     python tools/bench.py vqa [--skip-quality] [--skip-fusions] [--seeds 0 1 2] [--fusion-epochs 6]
+    python tools/bench.py caption [--caption-epochs N]
 
 Numbers are medians over timed steps after warm-up, measured side by side in one run.
 """
@@ -717,9 +718,68 @@ def bench_classify(args):
     update_section("classify", body, f"python tools/bench.py classify --classify-epochs {args.classify_epochs}")
 
 
+def _captions_per_second(function, images, batch=64, repeats=3):
+    """Median over `repeats` timed passes over `images` (after one warm-up batch): captions per second."""
+    function(images[:batch])
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for start in range(0, len(images), batch):
+            function(images[start:start + batch])
+        rates.append(len(images) / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def bench_caption(args):
+    """Both decoders on one budget: quality by decoding method, and captions per second in Keras,
+    the SavedModel and the TFLite on-device loop."""
+    from tfmm.apps import caption
+    from tfmm.data import ImageCheck
+    from tfmm.export.caption_on_device import OnDeviceCaptioner
+
+    quality, speed, notes = [], [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for decoder in ("gru_attention", "transformer"):
+            config = caption.CaptionConfig()
+            config.model.decoder = decoder
+            if args.caption_epochs:
+                config.train.epochs = args.caption_epochs
+            config.train.output_dir = str(Path(scratch) / "runs")
+            config.export.base_dir = str(Path(scratch) / "saved_models")
+            config.export.tflite_quantization = ["float32"]
+            started = time.time()
+            run = caption.train(config)
+            minutes = (time.time() - started) / 60
+            test = caption.examples(config, "test", ImageCheck())
+            for width in (1, 3, 5):
+                m = caption.evaluate(run, test, beam_width=width)
+                quality.append([decoder, f"{minutes:.1f}", "greedy" if width == 1 else f"beam {width}",
+                                f"{m['bleu_4']:.4f}", f"{m.get('meteor', float('nan')):.4f}", f"{m['cider_d']:.3f}",
+                                f"{m['object_correctness']:.3f}"])
+                print(quality[-1], m["top_object_mistakes"])
+            images = np.stack([e["image"] for e in test.take(256).as_numpy_iterator()]).astype(np.float32) / 255.0
+            exported = caption.export(run, name=f"caption_{decoder}")
+            served = tf.saved_model.load(str(exported))
+            png = np.array([tf.io.encode_png(tf.constant((image * 255).round().astype(np.uint8))).numpy() for image in images],
+                           dtype=object)
+            on_device = OnDeviceCaptioner(exported / "tflite", "float32")
+            row = [decoder]
+            for width in (1, 3):
+                row.append(f"{_captions_per_second(lambda x: run.caption(x, beam_width=width), images):.0f}")
+                row.append(f"{_captions_per_second(lambda x: served.signatures['caption_beam'](image_bytes=tf.constant(x), beam_width=tf.constant(width)), png):.0f}")
+                row.append(f"{_captions_per_second(lambda x: [on_device.caption(i, beam_width=width) for i in x], images[:64], batch=16, repeats=1):.1f}")
+            speed.append(row)
+            print(row)
+    body = table(["decoder", "train min", "decoding", "BLEU-4", "METEOR", "CIDEr-D", "object correctness"], quality)
+    body += "\n\nCaptions per second (test images; Keras and SavedModel in batches of 64, TFLite one image at a time):\n\n"
+    body += table(["decoder", "Keras greedy", "SavedModel greedy", "TFLite greedy", "Keras beam 3", "SavedModel beam 3",
+                   "TFLite beam 3"], speed)
+    update_section("caption", body, "python tools/bench.py caption" + (f" --caption-epochs {args.caption_epochs}" if args.caption_epochs else ""))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["retrieval", "serving", "scaling", "vqa", "classify"])
+    parser.add_argument("name", choices=["retrieval", "serving", "scaling", "vqa", "classify", "caption"])
     parser.add_argument("--vs-open-clip", action="store_true")
     parser.add_argument("--skip-quality", action="store_true", help="skip the full training run")
     parser.add_argument("--steps", type=int, default=20)
@@ -734,8 +794,9 @@ def main():
     parser.add_argument("--pretrain-epochs", type=int, default=5, help="classify: retrieval epochs for the preset")
     parser.add_argument("--clip-epochs", type=int, default=12, help="vqa: epochs on the built-in video clips")
     parser.add_argument("--tflite-questions", type=int, default=2000, help="vqa: test questions run through TFLite int8")
+    parser.add_argument("--caption-epochs", type=int, default=0, help="caption: epochs per decoder (default: the config's)")
     args = parser.parse_args()
-    {"retrieval": bench_retrieval, "serving": bench_serving, "scaling": bench_scaling, "vqa": bench_vqa, "classify": bench_classify}[args.name](args)
+    {"caption": bench_caption, "retrieval": bench_retrieval, "serving": bench_serving, "scaling": bench_scaling, "vqa": bench_vqa, "classify": bench_classify}[args.name](args)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ class CaptionModelConfig:
     image_encoder_weights: str = ""
     image_encoder_trainable: str = "full"
     image_normalization: str = "batch"  # cnn: batch norm keeps absolute colours (see the vqa app)
-    decoder: str = "gru_attention"  # gru_attention (Show, Attend and Tell) or transformer
+    decoder: str = "transformer"  # transformer (keras-hub decoder blocks) or gru_attention (Show, Attend and Tell)
     hidden_dim: int = 256  # GRU state / Transformer width
     embedding_dim: int = 128  # gru_attention: word embedding and deep output
     attention_dim: int = 128  # gru_attention: additive attention
@@ -78,7 +78,7 @@ class CaptionConfig:
     data: CaptionDataConfig = dataclasses.field(default_factory=CaptionDataConfig)
     model: CaptionModelConfig = dataclasses.field(default_factory=CaptionModelConfig)
     decode: DecodeConfig = dataclasses.field(default_factory=DecodeConfig)
-    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=15, learning_rate=2e-3))
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=30, learning_rate=2e-3))
     export: ExportConfig = dataclasses.field(
         default_factory=lambda: ExportConfig(tflite_quantization=["float32", "dynamic_int8"], representative_examples=16))
 

@@ -10,9 +10,10 @@ from tfmm.layers.gru_attention_decoder import GRUAttentionDecoder
 from tfmm.layers.transformer_caption_decoder import CaptionDecoderBlock, TransformerCaptionDecoder
 from tfmm.layers.segment_ids import SegmentIds
 from tfmm.layers.token_pooling import TokenPooling
+from tfmm.layers.vector_quantizer import VectorQuantizer
 
 __all__ = [
     "DECODERS", "FUSIONS", "CaptionDecoderBlock", "ContrastiveHead", "FoldGroups", "FrameAttentionPooling", "GRUAttentionDecoder", "ProjectionHead", "RepeatForGroups",
-    "SegmentIds", "TokenPooling", "TransformerCaptionDecoder", "UnfoldGroups", "build_decoder",
+    "SegmentIds", "TokenPooling", "TransformerCaptionDecoder", "UnfoldGroups", "VectorQuantizer", "build_decoder",
     "build_fusion",
 ]
