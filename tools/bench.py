@@ -6,6 +6,7 @@
     python tools/bench.py classify [--classify-epochs 6] [--pretrain-epochs 5]
     python tools/bench.py vqa [--skip-quality] [--skip-fusions] [--seeds 0 1 2] [--fusion-epochs 6]
     python tools/bench.py caption [--caption-epochs N]
+    python tools/bench.py generate [--generate-prompts 200]
 
 Numbers are medians over timed steps after warm-up, measured side by side in one run.
 """
@@ -777,9 +778,82 @@ def bench_caption(args):
     update_section("caption", body, "python tools/bench.py caption" + (f" --caption-epochs {args.caption_epochs}" if args.caption_epochs else ""))
 
 
+def _seconds_per_image(function, count, repeats=3):
+    function()  # warm-up (tracing)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - started) / count)
+    return statistics.median(times)
+
+
+def bench_generate(args):
+    """Both stages on shapes with the default config: reconstruction, fidelity, sampling speed."""
+    import dataclasses
+
+    from tfmm.apps import generate
+    from tfmm.data import ImageCheck
+
+    with tempfile.TemporaryDirectory() as scratch:
+        config = generate.GenerateConfig()
+        config.train.output_dir = str(Path(scratch) / "runs")
+        config.export.base_dir = str(Path(scratch) / "saved_models")
+        started = time.time()
+        vqvae_run = generate.train_vqvae(config)
+        vqvae_minutes = (time.time() - started) / 60
+        started = time.time()
+        run = generate.train(config, vqvae_run)
+        token_minutes = (time.time() - started) / 60
+        judge = generate.train_judge(config)
+        prompts = args.generate_prompts
+        metrics = generate.evaluate(run, judge, prompts=prompts)
+        print(metrics)
+        unguided = dataclasses.replace(config.sample, guidance_scale=1.0)
+        texts, objects, _ = generate.prompts_of(config, "test", prompts)
+        words = generate.object_words(config.data.source)
+        no_guidance, _ = generate.judge_scenes(judge, np.concatenate(
+            [run.decode(run.sample_tokens(texts[i:i + 64], unguided, seed=i)) for i in range(0, len(texts), 64)]),
+            objects, *words)
+        tokens = run.grid_size ** 2
+        speed = []
+        for batch in (1, 16):
+            batch_prompts = texts[:batch]
+            cached = _seconds_per_image(lambda: run.sample_tokens(batch_prompts), batch)
+            uncached = _seconds_per_image(lambda: run.sample_tokens(batch_prompts, use_cache=False), batch, repeats=1)
+            speed.append([batch, f"{cached * 1000:.0f}", f"{uncached * 1000:.0f}", f"{uncached / cached:.1f}×"])
+        exported = generate.export(run)
+        served = tf.saved_model.load(str(exported))
+        served_rows = []
+        for batch in (1, 16):
+            call = lambda: served.signatures["generate"](prompt=tf.constant(texts[:batch]), seed=tf.constant(0, tf.int64),  # noqa: E731
+                                                         temperature=tf.constant(1.0), top_k=tf.constant(0))
+            served_rows.append(f"batch {batch}: {_seconds_per_image(call, batch) * 1000:.0f} ms")
+        parity = json.loads((exported / "tflite" / "parity.json").read_text())
+    v, m = config.vqvae, config.model
+    body = (f"VQ-VAE: ×{v.downsample} ({tokens} tokens per {config.data.image_size}px image), {v.num_codes} codes of "
+            f"{v.code_dim}, EMA {v.ema_decay}, {config.vqvae_train.epochs} epochs in {vqvae_minutes:.1f} min. Token transformer: "
+            f"{m.num_layers} × {m.hidden_dim}, {config.train.epochs} epochs in {token_minutes:.1f} min (both stages "
+            f"{vqvae_minutes + token_minutes:.1f} min). Fidelity judged by the attribute classifier on {prompts} prompts per "
+            f"split, one sample each, guidance {config.sample.guidance_scale}, temperature {config.sample.temperature}.\n\n")
+    body += table(["measure", "value"], [
+        ["reconstruction PSNR (test, dB)", f"{metrics['reconstruction_psnr']:.2f}"],
+        ["codebook usage / perplexity (test)", f"{metrics['reconstruction_codebook_usage']:.3f} / {metrics['reconstruction_perplexity']:.1f}"],
+        ["prompt fidelity, test prompts", f"{metrics['test_prompt_fidelity']:.3f}"],
+        ["prompt fidelity, test prompts, no guidance", f"{no_guidance:.3f}"],
+        ["prompt fidelity, held-out colour–shape prompts", f"{metrics['heldout_prompt_fidelity']:.3f}"],
+        ["judge accuracy on real test / held-out images", f"{metrics['test_judge_accuracy_on_real_images']:.3f} / {metrics['heldout_judge_accuracy_on_real_images']:.3f}"],
+        ["SavedModel `generate`, time per image", ", ".join(served_rows)],
+        ["TFLite VQ-VAE decoder parity (max pixel difference, float32)", f"{parity['vqvae_decoder_float32.tflite']['max_pixel_difference']:.2e}"],
+    ])
+    body += f"\n\nSampling time per image, {tokens} tokens (median of 3 after warm-up; without the cache: one timed pass):\n\n"
+    body += table(["prompts per call", "with KV cache (ms)", "without cache (ms)", "cache speed-up"], speed)
+    update_section("generate", body, f"python tools/bench.py generate --generate-prompts {prompts}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["retrieval", "serving", "scaling", "vqa", "classify", "caption"])
+    parser.add_argument("name", choices=["retrieval", "serving", "scaling", "vqa", "classify", "caption", "generate"])
     parser.add_argument("--vs-open-clip", action="store_true")
     parser.add_argument("--skip-quality", action="store_true", help="skip the full training run")
     parser.add_argument("--steps", type=int, default=20)
@@ -795,8 +869,9 @@ def main():
     parser.add_argument("--clip-epochs", type=int, default=12, help="vqa: epochs on the built-in video clips")
     parser.add_argument("--tflite-questions", type=int, default=2000, help="vqa: test questions run through TFLite int8")
     parser.add_argument("--caption-epochs", type=int, default=0, help="caption: epochs per decoder (default: the config's)")
+    parser.add_argument("--generate-prompts", type=int, default=200, help="generate: prompts per split for fidelity")
     args = parser.parse_args()
-    {"caption": bench_caption, "retrieval": bench_retrieval, "serving": bench_serving, "scaling": bench_scaling, "vqa": bench_vqa, "classify": bench_classify}[args.name](args)
+    {"generate": bench_generate, "caption": bench_caption, "retrieval": bench_retrieval, "serving": bench_serving, "scaling": bench_scaling, "vqa": bench_vqa, "classify": bench_classify}[args.name](args)
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def test_sampling_is_seeded(generate_run):
 @pytest.mark.parametrize("argv,message", [
     (["   "], "prompt #0 is empty"),
     (["a red circle", "--temperature", 0], "sample.temperature must be above 0, got 0"),
-    (["a red circle", "--top-k", -1], "sample.top_k must be 0 (all codes) or more, got -1"),
+    (["a red circle", "--top-k", 0], "sample.top_k must be at least 1 (the codebook size or more keeps every code), got 0"),
 ])
 def test_bad_sampling_requests_are_named(generate_run, tmp_path, capsys, argv, message):
     assert run_cli("sample", *argv, "--model", generate_run.path, "--output-dir", tmp_path) == 2
@@ -152,14 +152,14 @@ SERVE = textwrap.dedent("""
     import tensorflow_text  # noqa: F401  (the WordPiece ops, as TF Serving has them)
     assert "tfmm" not in sys.modules
     model = tf.saved_model.load(sys.argv[1])
-    args = dict(seed=tf.constant(3, tf.int64), temperature=tf.constant(1.0), top_k=tf.constant(0))
+    args = dict(seed=tf.constant(3, tf.int64), temperature=tf.constant(1.0), top_k=tf.constant(32))
     first = model.signatures["generate"](prompt=tf.constant(["a small red circle", "zzqx"]), **args)
     again = model.signatures["generate"](prompt=tf.constant(["a small red circle", "zzqx"]), **args)
     image = open(sys.argv[2], "rb").read()
     tokens = model.signatures["encode"](image_bytes=tf.constant([image]))["tokens"]
     decoded = model.signatures["decode"](tokens=tokens)
     errors = []
-    for bad in (dict(args, temperature=tf.constant(0.0)), dict(args, top_k=tf.constant(-2))):
+    for bad in (dict(args, temperature=tf.constant(0.0)), dict(args, top_k=tf.constant(0))):
         try:
             model.signatures["generate"](prompt=tf.constant(["a red circle"]), **bad)
         except tf.errors.InvalidArgumentError as error:
@@ -187,7 +187,7 @@ def test_saved_model_generates_pngs_without_tfmm(generate_run, generate_export, 
     np.testing.assert_array_equal(np.array(result["tokens"])[0], generate_run.encode(image[None])[0])
     decoded = np.asarray(Image.open(io.BytesIO(bytes.fromhex(result["decoded"]))), np.float32) / 255
     np.testing.assert_allclose(decoded, generate_run.decode(np.array(result["tokens"]))[0], atol=1 / 255 + 1e-6)
-    assert "temperature must be above 0" in result["errors"][0] and "top_k must be 0" in result["errors"][1]
+    assert "temperature must be above 0" in result["errors"][0] and "top_k must be at least 1" in result["errors"][1]
     assert "a prompt is empty" in result["errors"][2]
 
 
@@ -195,3 +195,20 @@ def test_tflite_vqvae_decoder_matches_keras(generate_export):
     parity = json.loads((generate_export / "tflite" / "parity.json").read_text())
     assert parity["vqvae_decoder_float32.tflite"]["max_pixel_difference"] < 1e-4
     assert parity["vqvae_decoder_dynamic_int8.tflite"]["mean_pixel_difference"] < 0.05
+
+
+def test_generate_toml_holds_the_defaults():
+    from pathlib import Path
+
+    from tfmm.config import load_config
+
+    assert load_config(generate.GenerateConfig, Path(__file__).parents[2] / "apps" / "generate.toml") == \
+        generate.GenerateConfig()
+
+
+def test_eval_scores_samples_with_a_trained_retrieval_model(generate_run, trained_run):
+    metrics = generate.evaluate(generate_run, retrieval=trained_run, prompts=4)
+    texts, _, real = generate.prompts_of(generate_run.config, "test", 4)
+    expected = np.mean(np.sum(trained_run.embed_images(real) * trained_run.embed_texts(texts), axis=-1))
+    assert metrics["test_retrieval_similarity_real_images"] == pytest.approx(float(expected), abs=1e-5)
+    assert -1 <= metrics["test_retrieval_similarity_samples"] <= 1 and "test_prompt_fidelity" not in metrics

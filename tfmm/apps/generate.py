@@ -43,13 +43,16 @@ class GenerateDataConfig(DataConfig):
     # "shapes" (built-in scenes; prompts are their captions), or any caption source of the caption app
     # (a caption folder, COCO .json, TFRecords, easy_vqa). The fidelity judge needs the shapes.
     source: str = "shapes"
+    # 32 px with ×4 downsampling: 8×8 = 64 tokens per image. At 64 px the same 64 tokens need ×8, which
+    # reached 24 dB in the CPU budget against 27.5 dB here after 4 epochs (BENCHMARKS.md notes).
+    image_size: int = 32
     batch_size: int = 64
     text_dropout: float = 0.1  # share of training prompts replaced by the empty prompt (classifier-free guidance)
 
 
 @dataclasses.dataclass
 class VQVAEConfig:
-    downsample: int = 8  # 4 or 8: a 64×64 image becomes 16×16 or 8×8 tokens
+    downsample: int = 4  # 4 or 8: a 32×32 image becomes 8×8 or 4×4 tokens
     hidden_dim: int = 64
     residual_blocks: int = 2
     num_codes: int = 256
@@ -72,7 +75,7 @@ class TokenModelConfig:
 @dataclasses.dataclass
 class SampleConfig:
     temperature: float = 1.0
-    top_k: int = 0  # 0 = all codes
+    top_k: int = 256  # keep the k most likely codes; the codebook size or more keeps them all
     top_p: float = 1.0
     guidance_scale: float = 3.0  # classifier-free guidance; 1 = off
     samples_per_prompt: int = 4
@@ -88,7 +91,7 @@ class GenerateConfig:
                                                                                      weight_decay=0.0))
     model: TokenModelConfig = dataclasses.field(default_factory=TokenModelConfig)
     sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
-    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=20, learning_rate=1e-3))
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=12, learning_rate=1e-3))
     export: ExportConfig = dataclasses.field(default_factory=lambda: ExportConfig(tflite_quantization=["float32", "dynamic_int8"],
                                                                                    representative_examples=16))
 
@@ -97,8 +100,8 @@ def check_sampling(sample):
     """Sampling settings a user may get wrong, named by field and value."""
     if sample.temperature <= 0:
         raise TfmmError(f"sample.temperature must be above 0, got {sample.temperature}")
-    if sample.top_k < 0:
-        raise TfmmError(f"sample.top_k must be 0 (all codes) or more, got {sample.top_k}")
+    if sample.top_k < 1:
+        raise TfmmError(f"sample.top_k must be at least 1 (the codebook size or more keeps every code), got {sample.top_k}")
     if not 0 < sample.top_p <= 1:
         raise TfmmError(f"sample.top_p must be in (0, 1], got {sample.top_p}")
     if sample.samples_per_prompt < 1 or sample.edit_candidates < 1:

@@ -2,12 +2,12 @@
 
 SavedModel signatures (`<base>/<name>/<version>/`):
 - `generate` (`serving_default`): `prompt` string[n], `seed` int64, `temperature` float32, `top_k` int32
-  (scalars; top_k 0 = all codes) → `png` string[n] (encoded PNG images), `tokens` int32[n, g, g] and
+  (scalars; a top_k of the codebook size or more keeps every code) → `png` string[n] (encoded PNG images), `tokens` int32[n, g, g] and
   `known_words` int32[n] (0: the prompt has no word the model knows; the image then follows no text).
   Classifier-free guidance and top-p are fixed at export (`sample.guidance_scale`, `sample.top_p`).
 - `encode`: `image_bytes` string[n] → `tokens` int32[n, g, g]; `decode`: `tokens` → `png` string[n]
   and `images` float32[n, S, S, 3].
-An empty prompt, temperature ≤ 0 or top_k < 0 fail the request with a message naming the value.
+An empty prompt, temperature ≤ 0 or top_k ≤ 0 fail the request with a message naming the value.
 
 `tflite/vqvae_decoder_<q>.tflite`: token grid (1, g, g) int32 → image (1, S, S, 3), built-in ops only,
 with `parity.json` (largest pixel difference to Keras on sample token grids).
@@ -42,7 +42,7 @@ def build_archive(model, vqvae, preprocessor, sample):
             tf.debugging.Assert(tf.reduce_all(tf.strings.length(tf.strings.strip(prompt)) > 0),
                                 ["a prompt is empty: prompts", prompt]),
             tf.debugging.Assert(temperature > 0, ["temperature must be above 0, got", temperature]),
-            tf.debugging.Assert(top_k >= 0, ["top_k must be 0 (all codes) or more, got", top_k]),
+            tf.debugging.Assert(top_k >= 1, ["top_k must be at least 1 (the codebook size keeps every code), got", top_k]),
         ]
         with tf.control_dependencies(checks):
             text_ids = tf.identity(preprocessor(prompt)["token_ids"])
