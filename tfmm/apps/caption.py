@@ -273,7 +273,7 @@ def plot_caption(run, image, caption_ids, caption, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    words = [run.preprocessor.vocabulary[i] for i in caption_ids]
+    words = ["<end>" if i == run.model.end_id else run.preprocessor.vocabulary[i] for i in caption_ids]
     maps = run.attention(image, caption_ids)
     columns = 6
     rows = math.ceil((len(words) + 1) / columns)
