@@ -59,6 +59,7 @@ def sample(step, state, batch_size, start_id, end_id, max_length, temperature=0.
         step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int64))
         drawn = tf.random.stateless_categorical(filtered, 1, seed=step_seed, dtype=tf.int32)[:, 0]
         chosen = tf.where(temperature > 0, drawn, tf.argmax(logits, -1, output_type=tf.int32))
+        chosen = tf.ensure_shape(chosen, token.shape)  # a step may lose the static batch size the loop keeps
         if forced_ids is not None:
             forced = tf.gather(forced_ids, index, axis=1)
             chosen = tf.where(forced >= 0, forced, chosen)
