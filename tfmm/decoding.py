@@ -64,7 +64,7 @@ def sample(step, state, batch_size, start_id, end_id, max_length, temperature=0.
             forced = tf.gather(forced_ids, index, axis=1)
             chosen = tf.where(forced >= 0, forced, chosen)
         chosen = tf.where(finished, pad_id, chosen)
-        gained = tf.gather(log_softmax, chosen, batch_dims=1)
+        gained = tf.ensure_shape(tf.gather(log_softmax, chosen, batch_dims=1), token.shape)
         log_probability += tf.where(finished, 0.0, gained)
         token_ids = tf.where(tf.range(max_length)[None] == index, chosen[:, None], token_ids)
         return index + 1, chosen, state, token_ids, log_probability, finished | (chosen == end_id)
