@@ -738,7 +738,7 @@ def bench_caption(args):
     from tfmm.data import ImageCheck
     from tfmm.export.caption_on_device import OnDeviceCaptioner
 
-    quality, speed, notes = [], [], []
+    quality, speed = [], []
     with tempfile.TemporaryDirectory() as scratch:
         for decoder in ("gru_attention", "transformer"):
             config = caption.CaptionConfig()
@@ -793,7 +793,6 @@ def bench_generate(args):
     import dataclasses
 
     from tfmm.apps import generate
-    from tfmm.data import ImageCheck
 
     with tempfile.TemporaryDirectory() as scratch:
         config = generate.GenerateConfig()
