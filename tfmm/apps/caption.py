@@ -21,7 +21,7 @@ from tfmm.apps.run_files import TrainedRun
 from tfmm.config import DataConfig, ExportConfig, TrainConfig
 from tfmm.data import ImageCheck, build_pipeline, to_float
 from tfmm.data.caption_sources import load_caption_examples, object_words
-from tfmm.data.images import decode_and_resize
+from tfmm.data.images import read_image_file
 from tfmm.errors import TfmmError
 from tfmm.export.captioner import export_captioner
 from tfmm.layers import build_decoder
@@ -209,8 +209,8 @@ def train(config, run_path=None):
     if not captions:
         raise TfmmError(f"data.source {config.data.source}: the training split has no captions")
     preprocessor = TextPreprocessor(learn_vocabulary(captions, config.model.vocabulary_size), config.model.sequence_length)
-    longest = max(len(preprocessor.tokenize_numpy([c])["token_ids"][0].nonzero()[0]) for c in captions[:2000])
-    if longest >= config.model.sequence_length:
+    cut = preprocessor.tokenize_numpy(captions[:2000])["token_ids"][:, -1] != preprocessor.pad_id
+    if cut.any():
         print(f"note: some captions have more than model.sequence_length = {config.model.sequence_length} tokens "
               "and are cut")
 
@@ -260,10 +260,7 @@ def evaluate(run, dataset, beam_width=None, sample=False, seed=0, batch_size=64)
 
 
 def load_image(path, run):
-    check = ImageCheck(strict=True)
-    check.keep(path)
-    image = decode_and_resize(tf.io.read_file(str(path)), run.model.image_size)
-    return image.numpy().astype(np.float32) / 255.0
+    return read_image_file(path, run.model.image_size)
 
 
 def plot_caption(run, image, caption_ids, caption, path):

@@ -19,7 +19,7 @@ from tfmm.apps.model_parts import build_encoders, check_model_names
 from tfmm.apps.run_files import TrainedRun
 from tfmm.config import DataConfig, ExportConfig, TrainConfig
 from tfmm.data import ImageAugmenter, ImageCheck, build_pipeline, to_float
-from tfmm.data.images import decode_and_resize
+from tfmm.data.images import read_image_file
 from tfmm.data.labelled_pairs import RowCheck, labelled_dataset
 from tfmm.data.reports import TASKS as REPORT_TASKS
 from tfmm.encoders import preset_vocabulary
@@ -294,8 +294,7 @@ def export(run, name=None):
 
 
 def load_image(path, size):
-    ImageCheck(strict=True).keep(path)
-    return decode_and_resize(tf.io.read_file(str(path)), size).numpy()[None].astype(np.float32) / 255.0
+    return read_image_file(path, size)[None]
 
 
 # --------------------------------------------------------------------------------------- CLI handlers

@@ -23,7 +23,7 @@ from tfmm.apps.run_files import TrainedRun
 from tfmm.config import DataConfig, ExportConfig, TrainConfig, load_config
 from tfmm.data import ImageCheck, build_pipeline, to_float
 from tfmm.data.caption_sources import load_caption_examples, object_words
-from tfmm.data.images import decode_and_resize
+from tfmm.data.images import read_image_file as load_image
 from tfmm.encoders import CNNImageEncoder
 from tfmm.data.token_records import read_token_records, write_token_records
 from tfmm.errors import TfmmError
@@ -531,11 +531,6 @@ def write_grid(images, rows, path, titles=None):
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def load_image(path, size):
-    ImageCheck(strict=True).keep(path)
-    return decode_and_resize(tf.io.read_file(str(path)), size).numpy().astype(np.float32) / 255.0
 
 
 def export(run, name=None):

@@ -24,6 +24,12 @@ def decode_batch(image_bytes, image_size):
     return tf.cast(images, tf.float32) / 255.0
 
 
+def read_image_file(path, image_size):
+    """One image file → float32 (size, size, 3) in 0..1; a missing or undecodable file is an error naming it."""
+    ImageCheck(strict=True).keep(path)
+    return decode_and_resize(tf.io.read_file(str(path)), image_size).numpy().astype("float32") / 255.0
+
+
 def to_float(images):
     return tf.cast(images, tf.float32) / 255.0
 

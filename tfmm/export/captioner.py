@@ -30,7 +30,7 @@ from tfmm.data.images import decode_batch
 from tfmm.errors import TfmmError
 from tfmm.export import caption_on_device
 from tfmm.export.saved_model import write_export
-from tfmm.export.tflite import check_builtin_ops, convert_saved_model
+from tfmm.export.tflite import check_builtin_ops, convert_saved_model, function_saved_model
 
 TFLITE_QUANTIZATIONS = ("float32", "dynamic_int8")  # full int8 would need calibrating a recurrent state
 
@@ -75,13 +75,6 @@ def _state_specs(model, max_length):
     return {name: tf.TensorSpec(value.shape, value.dtype, name=name) for name, value in state.items()}
 
 
-def _write_function(model, function, specs, path):
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", function, input_signature=specs)
-    archive.write_out(str(path), verbose=False)
-
-
 def write_tflite(model, decode, vocabulary, sample_images, keras_captions, out_dir, quantizations):
     """The encoder and step models for each quantization, the host loop, and greedy-caption parity."""
     unknown = [q for q in quantizations if q not in TFLITE_QUANTIZATIONS]
@@ -103,9 +96,9 @@ def write_tflite(model, decode, vocabulary, sample_images, keras_captions, out_d
         return {"logits": logits, **new_state}
 
     with tempfile.TemporaryDirectory() as scratch:
-        _write_function(model, encoder, [tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
+        function_saved_model(model, encoder, [tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
                         Path(scratch) / "encoder")
-        _write_function(model, step, [tf.TensorSpec([1], tf.int32, name="token_ids"),
+        function_saved_model(model, step, [tf.TensorSpec([1], tf.int32, name="token_ids"),
                                       tf.TensorSpec([], tf.int32, name="index"), *(state_specs[n] for n in names)],
                         Path(scratch) / "step")
         for quantization in quantizations:

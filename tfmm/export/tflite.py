@@ -96,11 +96,17 @@ def _keys(output_key):
     return (output_key,) if isinstance(output_key, str) else tuple(output_key)
 
 
-def single_example_saved_model(model, input_specs, output_key, path):
-    """A batch-1 SavedModel of `model` returning only `output_key` (a name or several): static shapes
-    let the converter use built-in ops only."""
+def function_saved_model(model, function, input_specs, path):
+    """A SavedModel whose `serving_default` is `function` (using `model`'s weights) on `input_specs`;
+    fixed shapes in the specs let the converter use built-in ops only."""
     archive = keras.export.ExportArchive()
     archive.track(model)
+    archive.add_endpoint("serving_default", function, input_signature=input_specs)
+    archive.write_out(str(path), verbose=False)
+
+
+def single_example_saved_model(model, input_specs, output_key, path):
+    """A batch-1 SavedModel of `model` returning only `output_key` (a name or several)."""
     names = [spec.name for spec in input_specs]
 
     def serve(*tensors):
@@ -108,8 +114,7 @@ def single_example_saved_model(model, input_specs, output_key, path):
         outputs = model(inputs, training=False)
         return {key: outputs[key] for key in _keys(output_key)}
 
-    archive.add_endpoint("serving_default", serve, input_signature=input_specs)
-    archive.write_out(str(path), verbose=False)
+    function_saved_model(model, serve, input_specs, path)
 
 
 def write_tflite_models(models, out_dir, quantizations, compare):
