@@ -6,79 +6,71 @@ import sys
 import time
 from pathlib import Path
 
-from tfmm.config import load_config
 from tfmm.errors import TfmmError
 from tfmm.files import atomic_write
 
 
 def add_config_arguments(parser, app_name):
-    default = Path("apps") / f"{app_name}.toml"
-    parser.add_argument("--config", default=str(default) if default.is_file() else None,
-                        help=f"TOML config (default: {default} when present, else built-in defaults)")
+    parser.add_argument("--config", help=f"TOML config (default: apps/{app_name}.toml when present, else built-in "
+                                          "defaults; for a trained model, the config it was trained with)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set model.image_encoder=vit (repeatable)")
     parser.add_argument("--strategy", help="tf.distribute strategy: auto, default, mirrored, multi_worker, tpu")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 on CPU/TPU, mixed_float16 on GPU")
     parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
-    parser.add_argument("--strict", action="store_true", help="fail on the first unreadable image instead of skipping it")
-
-
-def add_command(subparsers, name, handler, help_text, app_name, model=True, output=False):
-    """A subcommand with the config arguments, and optionally --model (a run directory) and --output."""
-    parser = subparsers.add_parser(name, help=help_text)
-    add_config_arguments(parser, app_name)
-    if model:
-        parser.add_argument("--model", help=f"run directory (default: the latest under runs/{app_name})")
-    if output:
-        parser.add_argument("--output", help="write the results as JSON to this file")
-    parser.set_defaults(handler=handler)
-    return parser
+    parser.add_argument("--strict", action="store_true", help="fail on the first unreadable image or row instead of skipping it")
 
 
 class AppParser:
-    """An app's command line: the config arguments, the main job when no subcommand is given,
-    `train` (with --run-dir to resume), and the app's own subcommands via `command`."""
+    """An app's command line: the config arguments, the main job when no subcommand is given, and
+    subcommands (`command`); `--model` takes a preset or a run directory."""
 
-    def __init__(self, app_name, description, main_job, train):
+    def __init__(self, app_name, description, main_job):
         self.app_name = app_name
         self.parser = argparse.ArgumentParser(prog=f"python -m tfmm.apps.{app_name}", description=description)
         add_config_arguments(self.parser, app_name)
         self.parser.set_defaults(handler=main_job)
         self.subparsers = self.parser.add_subparsers(dest="command")
-        self.command("train", train, "train a model", model=False).add_argument(
-            "--run-dir", help="run directory; an interrupted run given here resumes from its last backup")
 
     def command(self, name, handler, help_text, model=True, output=False):
-        return add_command(self.subparsers, name, handler, help_text, self.app_name, model, output)
+        parser = self.subparsers.add_parser(name, help=help_text)
+        add_config_arguments(parser, self.app_name)
+        if model:
+            parser.add_argument("--model", help=f"a preset or a run directory (default: the latest run under runs/{self.app_name})")
+        if output:
+            parser.add_argument("--output", help="write the results as JSON to this file")
+        parser.set_defaults(handler=handler)
+        return parser
 
 
-def resolve_config(config_cls, args):
-    """The config from file and --set, with the shortcut flags applied on top."""
-    overrides = list(args.set)
+def overrides(args):
+    """`--set` values with the shortcut flags applied on top."""
+    values = list(getattr(args, "set", []))
     if getattr(args, "strategy", None):
-        overrides.append(f"train.strategy={args.strategy}")
+        values.append(f"train.strategy={args.strategy}")
     if getattr(args, "mixed_precision", False):
-        overrides.append("train.mixed_precision=true")
+        values.append("train.mixed_precision=true")
     if getattr(args, "jit_compile", False):
-        overrides.append("train.jit_compile=true")
+        values.append("train.jit_compile=true")
     if getattr(args, "strict", False):
-        overrides.append("data.strict=true")
-    return load_config(config_cls, args.config, overrides)
+        values.append("data.strict=true")
+    return values
 
 
 def write_json(path, data):
-    """Writes metrics as JSON (to a temporary name first) and echoes where they went."""
+    """Writes results as JSON (to a temporary name first) and echoes where they went."""
     with atomic_write(path) as tmp:
         Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     print(f"wrote {path}")
 
 
 def print_metrics(title, metrics):
+    shown = {key: value for key, value in metrics.items() if not isinstance(value, (dict, list))}
     print(f"\n{title}")
-    width = max(len(k) for k in metrics) if metrics else 0
-    for key, value in metrics.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else value
-        print(f"  {key:<{width}}  {shown}")
+    width = max(len(k) for k in shown) if shown else 0
+    for key, value in shown.items():
+        text = f"{value:.4f}" if isinstance(value, float) else value
+        print(f"  {key:<{width}}  {text}")
 
 
 def run_dir(output_dir, task):
@@ -91,8 +83,9 @@ def run_dir(output_dir, task):
 
 
 def latest_run(output_dir, task):
+    """The newest run under `output_dir/task` that finished (it holds its preset)."""
     root = Path(output_dir) / task
-    runs = sorted(p for p in root.glob("*") if (p / "model.keras").is_file()) if root.is_dir() else []
+    runs = sorted(p for p in root.glob("*") if (p / "preset" / "task.json").is_file()) if root.is_dir() else []
     if not runs:
         raise TfmmError(f"no trained model under {root}; run train first or pass --model")
     return runs[-1]

@@ -1,10 +1,19 @@
 """Configs are data: dataclasses, TOML files, `--set section.key=value` overrides.
 
-Unknown keys are errors that name the key and the file. The resolved config is
-written beside every checkpoint and export (`save_config`) and reads back with
-`load_config`, so an export can be rebuilt from it.
+- Unknown keys are errors naming the key and the file (or `--set`).
+- Every range and choice is checked as a value is read, and cross-field rules (`validate`
+  methods) right after, so a wrong config fails before any data is read, in one line naming
+  the key and the value.
+- A *variant* (an encoder, a fusion, a decoder, a loss) lives in a section of its own whose
+  fields depend on the chosen name: `[model.fusion] name = "cross_attention"  num_heads = 4`.
+  A field the chosen variant does not take is an error. `--set model.fusion=co_attention`
+  switches the variant, keeping the fields both variants share (the width, the dropout).
+
+The resolved config is written beside every checkpoint and export (`save_config`) and reads
+back with `load_config`, so an export can be rebuilt from it.
 """
 
+import copy
 import dataclasses
 import json
 import tomllib
@@ -13,20 +22,79 @@ from pathlib import Path
 
 from tfmm.errors import TfmmError
 
+# ------------------------------------------------------------------------------------ field rules
+
+
+def _rule(default, check, **field):
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata={"check": check}, **field)
+    return dataclasses.field(default=default, metadata={"check": check}, **field)
+
+
+def positive(default):
+    """A size or count: > 0."""
+    return _rule(default, lambda v: None if v > 0 else "must be above 0")
+
+
+def at_least(minimum, default):
+    return _rule(default, lambda v: None if v >= minimum else f"must be at least {minimum}")
+
+
+def between(low, high, default, high_open=True):
+    """low ≤ value < high (≤ high when `high_open` is False)."""
+    bracket = ")" if high_open else "]"
+
+    def check(value):
+        inside = low <= value < high if high_open else low <= value <= high
+        return None if inside else f"must be in [{low}, {high}{bracket}"
+
+    return _rule(default, check)
+
+
+def above_zero_up_to(high, default):
+    return _rule(default, lambda v: None if 0 < v <= high else f"must be in (0, {high}]")
+
+
+def one_of(choices, default):
+    choices = tuple(choices)
+    return _rule(default, lambda v: None if v in choices else f"must be one of {', '.join(map(str, choices))}")
+
+
+def each_one_of(choices, default):
+    choices = tuple(choices)
+
+    def check(values):
+        wrong = [v for v in values if v not in choices]
+        return f"has {wrong}; valid: {', '.join(choices)}" if wrong else None
+
+    return _rule(default, check)
+
+
+def variant(registry, name, **values):
+    """A field holding one variant of `registry` (default `name`, with `values` overriding its defaults)."""
+    return dataclasses.field(default_factory=lambda: registry.options(name)(**values), metadata={"variant": registry})
+
+
+# ------------------------------------------------------------------------------- shared sections
+
 
 @dataclasses.dataclass
-class AugmentConfig:
-    """Training-time augmentation; all off means the images are used as they are."""
+class ImageAugmentConfig:
+    """Training-time image augmentation (Keras 3 layers); all off means images are used as they are."""
 
-    random_crop: float = 0.0  # fraction of the side that may be cropped away (then resized back)
+    random_crop: float = between(0, 1, 0.0)  # fraction of the side that may be cropped away (then resized back)
     flip: bool = False  # horizontal flips; off by default since captions say "left of"
-    rotation: float = 0.0  # max rotation as a fraction of a full turn (keras.layers.RandomRotation)
-    color_jitter: float = 0.0  # brightness/contrast/saturation strength, 0..1
-    mixup: float = 0.0  # MixUp alpha (classification apps only)
-    cutmix: float = 0.0  # CutMix alpha (classification apps only)
-    text_deletion: float = 0.0  # probability of deleting each word
-    text_swap: float = 0.0  # probability of swapping a neighbouring word pair
-    text_synonyms: bool = False  # replace words from the built-in synonym list
+    rotation: float = between(0, 0.5, 0.0)  # max rotation as a fraction of a full turn
+    color_jitter: float = between(0, 1, 0.0, high_open=False)  # brightness/contrast/saturation strength
+
+
+@dataclasses.dataclass
+class TextAugmentConfig:
+    """Training-time text augmentation on raw captions (keras-hub layers)."""
+
+    deletion: float = between(0, 1, 0.0)  # probability of deleting each word
+    swap: float = between(0, 1, 0.0)  # probability of swapping a neighbouring word pair
+    synonyms: bool = False  # replace words from the built-in synonym list
 
 
 @dataclasses.dataclass
@@ -34,33 +102,38 @@ class DataConfig:
     # "shapes" (the built-in TFDS dataset), or a path: a folder with captions.jsonl/.csv,
     # a COCO-style captions .json, or a TFRecord file pattern written by tools/prepare_data.py.
     source: str = "shapes"
-    shapes_config: str = "default"  # TFDS builder config of tfmm_shapes: default, small, tiny
+    shapes_config: str = one_of(("default", "small", "tiny"), "default")  # TFDS builder config of tfmm_shapes
     data_dir: str = ""  # TFDS data directory; empty = TFDS's default (~/tensorflow_datasets)
-    image_size: int = 64
-    batch_size: int = 128
-    shuffle_buffer: int = 10000
+    image_size: int = at_least(8, 64)
+    batch_size: int = positive(128)  # the global batch, split among replicas and workers
+    shuffle_buffer: int = positive(10000)
     cache: bool = True
-    validation_fraction: float = 0.1  # for user data without a validation split
+    validation_fraction: float = between(0, 0.5, 0.1)  # user data without split files: validation and test each
     strict: bool = False  # fail on the first corrupt/missing image instead of skipping it
-    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    epochs: int = 20
-    steps_per_epoch: int = 0  # 0 = one pass over the training data
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_fraction: float = 0.05  # share of all steps spent warming up
-    clipnorm: float = 1.0  # 0 disables gradient clipping
+    epochs: int = positive(20)
+    steps_per_epoch: int = at_least(0, 0)  # 0 = one pass over the training data
+    learning_rate: float = _rule(1e-3, lambda v: None if v > 0 else "must be above 0")
+    weight_decay: float = at_least(0, 0.05)
+    warmup_fraction: float = between(0, 1, 0.05)  # share of all steps spent warming up
+    clipnorm: float = at_least(0, 1.0)  # 0 disables gradient clipping
     mixed_precision: bool = False  # mixed_bfloat16 on CPU/TPU, mixed_float16 (loss scaling) on GPU
     jit_compile: bool = False  # XLA
-    strategy: str = "auto"  # auto, default, mirrored, multi_worker, tpu
-    early_stopping_patience: int = 0  # epochs without val improvement; 0 = off
-    backup_every_steps: int = 0  # BackupAndRestore step interval; 0 = at epoch ends
+    strategy: str = one_of(STRATEGIES, "auto")
+    early_stopping_patience: int = at_least(0, 0)  # epochs without val improvement; 0 = off
+    backup_every_steps: int = at_least(0, 0)  # step-level backup interval; 0 = at epoch ends
     seed: int = 0
     deterministic: bool = False  # TensorFlow op determinism: bit-reproducible runs (slower)
     output_dir: str = "runs"
+
+
+QUANTIZATIONS = ("float32", "dynamic_int8", "int8")
 
 
 @dataclasses.dataclass
@@ -68,8 +141,21 @@ class ExportConfig:
     name: str = ""  # model name under saved_models/; empty = the app's name
     base_dir: str = "saved_models"
     tflite: bool = True
-    tflite_quantization: list = dataclasses.field(default_factory=lambda: ["float32", "dynamic_int8", "int8"])
-    representative_examples: int = 128
+    tflite_quantization: list = each_one_of(QUANTIZATIONS, lambda: list(QUANTIZATIONS))
+    representative_examples: int = positive(128)
+
+
+@dataclasses.dataclass
+class SamplingConfig:
+    """How every autoregressive decoder samples (captions, image tokens): one meaning everywhere."""
+
+    temperature: float = _rule(1.0, lambda v: None if v > 0 else "must be above 0")
+    top_k: int = at_least(0, 0)  # keep the k most likely tokens; 0 = keep every token
+    top_p: float = above_zero_up_to(1, 1.0)  # nucleus: the smallest set reaching this probability; 1 = all
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------ loading
 
 
 def _type_name(tp):
@@ -99,23 +185,64 @@ def _coerce(value, tp, field):
     raise TfmmError(f"config field {field} must be {_type_name(origin)}, got {value!r}")
 
 
-def from_dict(cls, data, source="config", prefix=""):
-    """Builds dataclass `cls` from nested dicts; unknown keys are errors naming key and source."""
+def _check(field, value, name, source):
+    rule = field.metadata.get("check")
+    problem = rule(value) if rule else None
+    if problem:
+        raise TfmmError(f"{source}: {name} {problem}, got {value!r}")
+    return value
+
+
+def _merge_variant(current, value, registry, source, name):
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise TfmmError(f"{source}: {name} must be a {registry.kind} name or a table, got {value!r}")
+    value = dict(value)
+    chosen = value.pop("name", current.name)
+    options = registry.options(chosen, name)
+    takes = [f.name for f in dataclasses.fields(options) if f.name != "name"]
+    if chosen != current.name:  # a new variant keeps what both take (the width, the dropout, ...)
+        current = options(**{key: getattr(current, key) for key in takes if hasattr(current, key)})
+    for key in value:
+        if key not in takes:
+            raise TfmmError(f"{source}: {name}.{key}: {registry.kind} {chosen!r} does not take {key!r}; "
+                            f"it takes {', '.join(takes) or 'no options'}")
+    return merge(current, value, source, name + ".")
+
+
+def merge(config, data, source="config", prefix=""):
+    """A copy of dataclass `config` with the nested dict `data` applied; unknown keys are errors."""
     if not isinstance(data, dict):
         raise TfmmError(f"{source}: section {prefix.rstrip('.') or '<root>'} must be a table")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
+    hints = typing.get_type_hints(type(config))
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    values = {}
     for key, value in data.items():
         name = prefix + key
         if key not in fields:
-            raise TfmmError(f"{source}: unknown config key {name!r}; valid keys here: {', '.join(fields)}")
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = from_dict(tp, value, source, name + ".")
+            valid = ", ".join(f for f in fields if f != "name")
+            raise TfmmError(f"{source}: unknown config key {name!r}; valid keys here: {valid}")
+        field = fields[key]
+        if field.metadata.get("variant") is not None:
+            values[key] = _merge_variant(getattr(config, key), value, field.metadata["variant"], source, name)
+        elif dataclasses.is_dataclass(hints[key]):
+            values[key] = merge(getattr(config, key), value, source, name + ".")
         else:
-            kwargs[key] = _coerce(value, tp, f"{name} in {source}")
-    return cls(**kwargs)
+            values[key] = _check(field, _coerce(value, hints[key], f"{name} in {source}"), name, source)
+    return dataclasses.replace(copy.deepcopy(config), **values)
+
+
+def validate(config, root=None, prefix=""):
+    """Runs every section's `validate(root)` (cross-field rules), deepest first."""
+    root = root if root is not None else config
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, root, f"{prefix}{field.name}.")
+    if hasattr(config, "validate"):
+        config.validate(root)
+    return config
 
 
 def to_dict(config):
@@ -141,6 +268,8 @@ def apply_overrides(data, overrides):
         parts = key.split(".")
         node = data
         for part in parts[:-1]:
+            if isinstance(node.get(part), str):  # `model.fusion=x` then `model.fusion.num_heads=2`
+                node[part] = {"name": node[part]}
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise TfmmError(f"--set {key}: {part} is not a section")
@@ -148,36 +277,25 @@ def apply_overrides(data, overrides):
     return data
 
 
-def _merge(base, update):
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
+def read_toml(path):
+    path = Path(path)
+    if not path.is_file():
+        raise TfmmError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise TfmmError(f"{path}: invalid TOML: {error}") from None
 
 
-def load_config(cls, path=None, overrides=()):
-    """Defaults of `cls`, then the TOML file at `path`, then `--set` overrides."""
-    data = to_dict(cls())
-    source = "defaults"
+def load_config(cls, path=None, overrides=(), base=None):
+    """`base` (default: the defaults of `cls`), then the TOML file at `path`, then `--set` overrides,
+    then the cross-field checks."""
+    config = base if base is not None else cls()
     if path:
-        path = Path(path)
-        if not path.is_file():
-            raise TfmmError(f"config file not found: {path}")
-        try:
-            file_data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise TfmmError(f"{path}: invalid TOML: {error}") from None
-        # Validate the file on its own so its unknown keys are reported against the file.
-        from_dict(cls, file_data, str(path))
-        _merge(data, file_data)
-        source = str(path)
+        config = merge(config, read_toml(path), str(path))
     if overrides:
-        override_data = apply_overrides({}, overrides)
-        from_dict(cls, override_data, "--set")
-        _merge(data, override_data)
-    return from_dict(cls, data, source)
+        config = merge(config, apply_overrides({}, overrides), "--set")
+    return validate(config)
 
 
 def _toml_value(value):
@@ -208,5 +326,7 @@ def dumps_toml(data, prefix=""):
 
 def save_config(config, path):
     """Writes the resolved config as TOML (it loads back with `load_config`)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(dumps_toml(to_dict(config)))
+    from tfmm.files import atomic_write
+
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text(dumps_toml(to_dict(config)))

@@ -8,11 +8,12 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_write(path):
-    """Yields a temporary path beside `path` (same suffix); on success it is synced and renamed onto
+    """Yields a temporary path beside `path` (same suffixes); on success it is synced and renamed onto
     `path`, on failure removed. Readers see the old file or the new one, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    suffix = "".join(path.suffixes)  # all of them: Keras wants weight files to end in ".weights.h5"
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:len(path.name) - len(suffix)]}-", suffix=suffix)
     os.close(handle)
     try:
         yield tmp

@@ -1,10 +1,24 @@
 """Losses shared by apps: symmetric InfoNCE (CLIP) and a triplet margin loss over in-batch negatives."""
 
+import dataclasses
+
 import tensorflow as tf
 
+from tfmm.config import positive
 from tfmm.registry import Registry
 
 CONTRASTIVE_LOSSES = Registry("contrastive loss")
+
+
+@dataclasses.dataclass
+class InfoNCEOptions:
+    name: str = "infonce"
+
+
+@dataclasses.dataclass
+class TripletOptions:
+    name: str = "triplet"
+    margin: float = positive(0.2)
 
 
 def _gather_global_batch(image_embedding, text_embedding):
@@ -22,7 +36,7 @@ def _gather_global_batch(image_embedding, text_embedding):
     return all_images, all_texts, offset
 
 
-@CONTRASTIVE_LOSSES.register("infonce")
+@CONTRASTIVE_LOSSES.register("infonce", InfoNCEOptions)
 def infonce_loss(image_embedding, text_embedding, scale, margin=None):
     """Symmetric cross-entropy over image→text and text→image similarity logits (CLIP)."""
     del margin
@@ -37,7 +51,7 @@ def infonce_loss(image_embedding, text_embedding, scale, margin=None):
     return tf.reduce_mean(image_loss + text_loss) / 2.0
 
 
-@CONTRASTIVE_LOSSES.register("triplet")
+@CONTRASTIVE_LOSSES.register("triplet", TripletOptions)
 def triplet_margin_loss(image_embedding, text_embedding, scale=None, margin=0.2):
     """Hinge on cosine similarity: each positive pair must beat every in-batch negative by `margin`."""
     del scale

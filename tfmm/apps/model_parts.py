@@ -1,36 +1,52 @@
-"""Model parts every app builds the same way from its `[model]` config section."""
+"""Model parts the apps build the same way from their config sections."""
 
-from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, build_image_encoder, build_text_encoder, parse_trainable
-from tfmm.layers import DECODERS, FUSIONS
-
-
-def check_model_names(model):
-    """Encoder, fusion and decoder names are checked before any data is read, so a typo fails at once."""
-    IMAGE_ENCODERS.get(model.image_encoder, "model.image_encoder")
-    if hasattr(model, "text_encoder"):
-        TEXT_ENCODERS.get(model.text_encoder, "model.text_encoder")
-    if hasattr(model, "fusion"):
-        FUSIONS.get(model.fusion, "model.fusion")
-    if hasattr(model, "decoder"):
-        DECODERS.get(model.decoder, "model.decoder")
+from tfmm.encoders import build_image_encoder, build_text_encoder, preset_vocabulary
+from tfmm.errors import TfmmError
+from tfmm.layers import ImageConverter, build_fusion
+from tfmm.layers.fusion import BASELINES
+from tfmm.models import FusionBackbone
+from tfmm.text import WordPieceTokenizer, learn_vocabulary
 
 
-def build_image_encoder_from(model, image_size):
-    """The image encoder of a model config: name, size, local pretrained weights, trainability."""
-    options = {}
-    if model.image_encoder == "cnn" and hasattr(model, "image_normalization"):
-        options["normalization"] = model.image_normalization
-    return build_image_encoder(
-        model.image_encoder, model.image_encoder_size, image_size, model.image_encoder_weights,
-        trainable=parse_trainable(model.image_encoder_trainable, "model.image_encoder_trainable"), **options,
-    )
+def build_tokenizer(model, texts, source):
+    """The WordPiece tokenizer of a `[model]` section: the pretrained text encoder's vocabulary when it
+    brings one, else one of `model.vocabulary_size` learnt from `texts()` (the training text)."""
+    weights = getattr(getattr(model, "text_encoder", None), "weights", "")
+    vocabulary = preset_vocabulary(weights) if weights else None
+    if vocabulary is None:
+        texts = list(texts())
+        if not texts:
+            raise TfmmError(f"data.source {source}: the training split has no text to learn a vocabulary from")
+        vocabulary = learn_vocabulary(texts, model.vocabulary_size)
+    return WordPieceTokenizer(vocabulary=vocabulary)
 
 
-def build_encoders(model, image_size, vocabulary_size):
-    """(image encoder, text encoder) from a model config: names, sizes, local pretrained weights, trainability."""
-    image_encoder = build_image_encoder_from(model, image_size)
-    text_encoder = build_text_encoder(
-        model.text_encoder, model.text_encoder_size, vocabulary_size, model.sequence_length, model.text_encoder_weights,
-        trainable=parse_trainable(model.text_encoder_trainable, "model.text_encoder_trainable"),
-    )
-    return image_encoder, text_encoder
+def image_converter(config):
+    return ImageConverter(config.data.image_size)
+
+
+def build_fusion_backbone(config, vocabulary_size, num_outputs, question_groups=False, frames=0, frame_heads=2):
+    """Encoders + fusion of a `[model]` section with `image_encoder`, `text_encoder` and `fusion` (a fusion,
+    or a single-modality baseline: `image_only`, `text_only`)."""
+    m = config.model
+    modalities = BASELINES.get(m.fusion.name, "both")
+    image_encoder = build_image_encoder(m.image_encoder, config.data.image_size)
+    text_encoder = build_text_encoder(m.text_encoder, vocabulary_size, m.sequence_length)
+    fusion = build_fusion(m.fusion, num_outputs)
+    return FusionBackbone(image_encoder, text_encoder, fusion, modalities=modalities, question_groups=question_groups,
+                          frames=frames, frame_heads=frame_heads, hidden_dim=m.fusion.hidden_dim)
+
+
+def pretrained_multipliers(model):
+    """{variable path: factor} for the encoders loaded from pretrained weights (they train more gently)."""
+    factor = model.pretrained_learning_rate_multiplier
+
+    def multipliers(task):
+        factors = {}
+        for options, encoder in ((model.image_encoder, task.backbone.image_encoder),
+                                 (model.text_encoder, task.backbone.text_encoder)):
+            if options.weights:
+                factors.update({v.path: factor for v in encoder.trainable_variables})
+        return factors
+
+    return multipliers

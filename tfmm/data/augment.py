@@ -1,11 +1,17 @@
-"""Image augmentation with Keras 3's own layers (where keras-cv's used to be), run inside tf.data."""
+"""Image augmentation with Keras 3's own layers (where keras-cv's used to be), run inside tf.data.
+
+Augmentation works on the raw uint8 pixels, before the task's preprocessor: the preprocessor
+then converts augmented and plain images alike, in training, in `predict` and in the export.
+MixUp / CutMix are not offered: no app trains on soft labels yet.
+"""
 
 import keras
 import tensorflow as tf
 
 
 class ImageAugmenter:
-    """Random crop (as zoom-in), horizontal flip, rotation and colour jitter on float images in 0..1."""
+    """Random crop (as zoom-in), horizontal flip, rotation and colour jitter on uint8 images (an
+    `ImageAugmentConfig`); `seed` makes the draws repeatable."""
 
     def __init__(self, config, seed=None):
         layers = []
@@ -18,7 +24,8 @@ class ImageAugmenter:
         if config.color_jitter:
             j = config.color_jitter
             layers.append(keras.layers.RandomColorJitter(
-                value_range=(0, 1), brightness_factor=0.3 * j, contrast_factor=0.3 * j, saturation_factor=(0.5 - 0.3 * j, 0.5 + 0.3 * j), seed=seed
+                value_range=(0, 1), brightness_factor=0.3 * j, contrast_factor=0.3 * j,
+                saturation_factor=(0.5 - 0.3 * j, 0.5 + 0.3 * j), seed=seed,
             ))
         self.layers = layers
 
@@ -27,34 +34,12 @@ class ImageAugmenter:
         return bool(self.layers)
 
     def __call__(self, images):
+        """uint8 (..., H, W, 3) → uint8 of the same shape."""
+        if not self.layers:
+            return images
+        shape = tf.shape(images)
+        x = tf.reshape(tf.cast(images, tf.float32) / 255.0, tf.concat([[-1], shape[-3:]], 0))
         for layer in self.layers:
-            images = layer(images, training=True)
-        return tf.clip_by_value(images, 0.0, 1.0)
-
-
-class BatchMixer:
-    """MixUp and/or CutMix on a batch of images with one-hot labels (classification apps).
-
-    When both are on, each batch gets one of the two, chosen at random.
-    """
-
-    def __init__(self, config, seed=None):
-        self.mixup = keras.layers.MixUp(alpha=config.mixup, seed=seed) if config.mixup else None
-        self.cutmix = keras.layers.CutMix(factor=config.cutmix, seed=seed) if config.cutmix else None
-
-    @property
-    def active(self):
-        return bool(self.mixup or self.cutmix)
-
-    def __call__(self, images, labels):
-        layers = [layer for layer in (self.mixup, self.cutmix) if layer is not None]
-        if not layers:
-            return images, labels
-
-        def apply(layer):
-            out = layer({"images": images, "labels": labels}, training=True)
-            return out["images"], tf.cast(out["labels"], labels.dtype)
-
-        if len(layers) == 1:
-            return apply(layers[0])
-        return tf.cond(tf.random.uniform(()) < 0.5, lambda: apply(layers[0]), lambda: apply(layers[1]))
+            x = layer(x, training=True)
+        x = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
+        return tf.reshape(x, shape)

@@ -17,32 +17,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfmm.data.images import decode_and_resize
+from tfmm.data.checks import RowCheck
+from tfmm.data.images import decode_and_resize, resize_pixels
 from tfmm.data.readers import jsonl_rows
 from tfmm.data.sources import hash_split
 from tfmm.errors import TfmmError
 
 SPLITS = ("train", "validation", "test")
-
-
-class RowCheck:
-    """Skips and counts bad rows, naming each, or stops at the first one when strict."""
-
-    def __init__(self, strict=False, log=print):
-        self.strict, self.log, self.skipped = strict, log, []
-
-    def reject(self, where, reason):
-        if self.strict:
-            raise TfmmError(f"{where}: {reason} (strict mode)")
-        if (where, reason) in self.skipped:  # a table read again for another split
-            return
-        self.skipped.append((where, reason))
-        self.log(f"skipping {where}: {reason}")
-
-    def summary(self):
-        if not self.skipped:
-            return None
-        return f"skipped {len(self.skipped)} bad row(s); use --strict to fail on them instead"
 
 
 def read_table(path):
@@ -134,5 +115,5 @@ def _shapes_reports(data, split):
     texts, labels = reports.reports_for_split(examples, split)
     images = np.stack([e["image"] for e in examples])
     if images.shape[1] != data.image_size:
-        images = tf.cast(tf.image.resize(images, (data.image_size, data.image_size), antialias=True), tf.uint8).numpy()
+        images = resize_pixels(images, data.image_size).numpy()
     return tf.data.Dataset.from_tensor_slices({"image": images, "text": texts, "labels": labels})

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfmm.data import clips as clip_data
 from tfmm.data import easy_vqa
-from tfmm.data.images import decode_and_resize
+from tfmm.data.images import decode_and_resize, resize_pixels
 from tfmm.data.sources import hash_split
 from tfmm.errors import TfmmError
 
@@ -133,7 +133,21 @@ def _clip_groups(data, split, max_questions):
 def _in_memory(groups, images, image_size, max_questions):
     if images.shape[-2] != image_size:
         flat = images.reshape(-1, *images.shape[-3:])
-        flat = tf.cast(tf.image.resize(flat, (image_size, image_size), antialias=True), tf.uint8).numpy()
+        flat = resize_pixels(flat, image_size).numpy()
         images = flat.reshape(*images.shape[:-3], image_size, image_size, 3)
     table = tf.constant(images)
     return groups_dataset(groups, max_questions, lambda index: tf.gather(table, index))
+
+
+def pad_group(group, width):
+    """A question group padded to `width` questions (empty strings), with `real` marking the real ones:
+    groups of one batch then stack to (batch, width)."""
+    count = tf.shape(group["questions"])[0]
+    padding = width - count
+
+    def padded(values):
+        return tf.reshape(tf.concat([values, tf.fill([padding], "")], 0), [width])
+
+    return {"image": group["image"], "image_id": group["image_id"], "questions": padded(group["questions"]),
+            "answers": padded(group["answers"]), "types": padded(group["types"]),
+            "real": tf.reshape(tf.concat([tf.ones([count], tf.bool), tf.zeros([padding], tf.bool)], 0), [width])}

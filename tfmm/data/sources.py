@@ -9,7 +9,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfmm.data import readers
-from tfmm.data.images import decode_and_resize
+from tfmm.data.images import decode_and_resize, resize_pixels
 from tfmm.errors import TfmmError
 
 SPLITS = ("train", "validation", "test", "heldout")
@@ -52,7 +52,7 @@ def load_shapes(split, config="default", data_dir="", image_size=None):
     def select(example):
         image = example["image"]
         if image_size and image.shape[0] != image_size:
-            image = tf.cast(tf.image.resize(image, (image_size, image_size), antialias=True), tf.uint8)
+            image = resize_pixels(image, image_size)
         return {"image": image, "captions": example["captions"], "scene": example["scene"], "label": example["label"]}
 
     return dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE)

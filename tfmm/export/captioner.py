@@ -22,46 +22,44 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmm.data.images import decode_batch
 from tfmm.errors import TfmmError
 from tfmm.export import caption_on_device
-from tfmm.export.saved_model import write_export
+from tfmm.export.saved_model import task_archive, write_export
 from tfmm.export.tflite import check_builtin_ops, convert_saved_model, function_saved_model
 
 TFLITE_QUANTIZATIONS = ("float32", "dynamic_int8")  # full int8 would need calibrating a recurrent state
 
 
-def decoding_settings(model, decode):
+def decoding_settings(model, beam_width):
     """What a decoding loop needs to know besides the weights (written as caption_decoding.json)."""
-    return {"start_id": model.start_id, "end_id": model.end_id, "pad_id": model.pad_id,
-            "image_size": model.image_size, "max_length": min(decode.max_length, model.max_positions),
-            "max_beam_width": decode.max_beam_width, "beam_width": decode.beam_width,
-            "length_penalty": decode.length_penalty}
+    tokenizer = model.preprocessor.tokenizer
+    return {"start_id": tokenizer.start_id, "end_id": tokenizer.end_id, "pad_id": tokenizer.pad_id,
+            "image_size": model.backbone.image_size, "max_length": model.max_length,
+            "max_beam_width": model.max_beam_width, "beam_width": beam_width, "length_penalty": model.length_penalty}
 
 
-def build_archive(model, preprocessor, decode):
-    settings = decoding_settings(model, decode)
-    size, max_length, max_beam = settings["image_size"], settings["max_length"], settings["max_beam_width"]
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+def build_archive(model, beam_width):
+    preprocessor = model.preprocessor
+    size, max_length, max_beam = model.backbone.image_size, model.max_length, model.max_beam_width
+    archive = task_archive(model)
 
     def caption(image_bytes, beam_width):
         check = tf.debugging.Assert((beam_width >= 1) & (beam_width <= max_beam),
                                     [f"beam_width must be between 1 and {max_beam}, got", beam_width])
         with tf.control_dependencies([check]):  # before the loop allocates beams
             beam_width = tf.identity(beam_width)
-        out = model.generate(decode_batch(image_bytes, size), max_length, beam_width, decode.length_penalty)
+        images = preprocessor({"images": image_bytes})["images"]
+        out = model.generate(images, max_length, beam_width, model.length_penalty)
         captions = preprocessor.detokenize(out["token_ids"])
         return {"caption": captions[:, 0], "score": out["scores"][:, 0], "top_captions": captions,
                 "top_scores": out["scores"]}
 
     image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
     for endpoint in ("serving_default", "caption"):
-        archive.add_endpoint(endpoint, lambda image_bytes: caption(image_bytes, tf.constant(decode.beam_width)),
+        archive.add_endpoint(endpoint, lambda image_bytes: caption(image_bytes, tf.constant(beam_width)),
                              input_signature=[image_bytes])
     archive.add_endpoint("caption_beam", caption,
                          input_signature=[image_bytes, tf.TensorSpec([], tf.int32, name="beam_width")])
@@ -71,11 +69,12 @@ def build_archive(model, preprocessor, decode):
 
 
 def _state_specs(model, max_length):
-    state = model.initial_state(tf.zeros([1, model.image_size, model.image_size, 3]), max_length)
+    size = model.backbone.image_size
+    state = model.initial_state(tf.zeros([1, size, size, 3]), max_length)
     return {name: tf.TensorSpec(value.shape, value.dtype, name=name) for name, value in state.items()}
 
 
-def write_tflite(model, decode, vocabulary, sample_images, keras_captions, out_dir, quantizations):
+def write_tflite(model, settings, sample_images, keras_captions, out_dir, quantizations):
     """The encoder and step models for each quantization, the host loop, and greedy-caption parity."""
     unknown = [q for q in quantizations if q not in TFLITE_QUANTIZATIONS]
     if unknown:
@@ -83,10 +82,9 @@ def write_tflite(model, decode, vocabulary, sample_images, keras_captions, out_d
                         f"{', '.join(TFLITE_QUANTIZATIONS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = decoding_settings(model, decode)
     state_specs = _state_specs(model, settings["max_length"])
     names = sorted(state_specs)
-    size = model.image_size
+    size = settings["image_size"]
 
     def encoder(images):
         return model.initial_state(images, settings["max_length"])
@@ -97,17 +95,17 @@ def write_tflite(model, decode, vocabulary, sample_images, keras_captions, out_d
 
     with tempfile.TemporaryDirectory() as scratch:
         function_saved_model(model, encoder, [tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
-                        Path(scratch) / "encoder")
+                             Path(scratch) / "encoder")
         function_saved_model(model, step, [tf.TensorSpec([1], tf.int32, name="token_ids"),
-                                      tf.TensorSpec([], tf.int32, name="index"), *(state_specs[n] for n in names)],
-                        Path(scratch) / "step")
+                                           tf.TensorSpec([], tf.int32, name="index"), *(state_specs[n] for n in names)],
+                             Path(scratch) / "step")
         for quantization in quantizations:
             for part in ("encoder", "step"):
                 content = convert_saved_model(Path(scratch) / part, quantization)
                 check_builtin_ops(content)
                 (out_dir / f"caption_{part}_{quantization}.tflite").write_bytes(content)
     (out_dir / "caption_decoding.json").write_text(json.dumps(settings, indent=2))
-    (out_dir / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    (out_dir / "vocabulary.txt").write_text("\n".join(model.preprocessor.vocabulary) + "\n", encoding="utf-8")
     shutil.copy(caption_on_device.__file__, out_dir / "caption_on_device.py")
     parity = {}
     for quantization in quantizations:
@@ -121,15 +119,15 @@ def write_tflite(model, decode, vocabulary, sample_images, keras_captions, out_d
     return parity
 
 
-def export_captioner(model, preprocessor, config, sample_images, base_dir, name, quantizations=()):
-    """Writes the next version of `name` under `base_dir`; returns its directory. `sample_images`
-    (float 0..1) check that the TFLite loop writes the Keras model's greedy captions."""
-    settings = decoding_settings(model, config.decode)
-    greedy = model.generate(tf.constant(sample_images), settings["max_length"])["token_ids"][:, 0].numpy()
-    keras_captions = [preprocessor.detokenize_numpy(ids) for ids in greedy]
+def export_captioner(model, config, samples, base_dir, name, quantizations=()):
+    """Writes the next version of `name` under `base_dir`; returns its directory. `samples` (raw `images`)
+    check that the TFLite loop writes the Keras model's greedy captions."""
+    beam_width = config.decode.beam_width
+    settings = decoding_settings(model, beam_width)
+    images = model.preprocessor.convert_images(samples["images"]).numpy()
+    keras_captions = [beams[0][0] for beams in model.caption_details(samples["images"], 1)["captions"]]
     return write_export(
-        base_dir, name, lambda: build_archive(model, preprocessor, config.decode), config, preprocessor.vocabulary,
+        base_dir, name, lambda: build_archive(model, beam_width), config, model.preprocessor.vocabulary,
         {"caption_decoding.json": json.dumps(settings, indent=2)},
-        (lambda folder: write_tflite(model, config.decode, preprocessor.vocabulary, sample_images, keras_captions,
-                                     folder, quantizations)) if quantizations else None,
+        (lambda folder: write_tflite(model, settings, images, keras_captions, folder, quantizations)) if quantizations else None,
     )

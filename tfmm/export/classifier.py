@@ -11,22 +11,18 @@ Beside it: `assets.extra/tfmm_config.toml`, `vocabulary.txt`, `classes.json`, an
 
 import json
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmm.data.images import decode_batch
-from tfmm.export.saved_model import write_export
+from tfmm.export.saved_model import task_archive, write_export
 from tfmm.export.tflite import write_tflite_models
 
 
-def build_archive(model, preprocessor):
-    size, length = model.image_size, model.sequence_length
+def build_archive(model):
+    preprocessor = model.preprocessor
+    size, length = model.backbone.image_size, model.backbone.sequence_length
     names = {task: tf.constant(classes) for task, classes in model.tasks.items()}
-    preprocessor(tf.constant(["build"]))
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(preprocessor)
+    archive = task_archive(model)
 
     def outputs_for(result):
         out = {}
@@ -39,8 +35,7 @@ def build_archive(model, preprocessor):
     def classify(image_bytes, text):
         tf.debugging.assert_equal(tf.shape(image_bytes)[0], tf.shape(text)[0],
                                   message="give one text per image: image_bytes and text differ in length")
-        inputs = {"images": decode_batch(image_bytes, size), **preprocessor(text)}
-        return outputs_for(model(inputs, training=False))
+        return outputs_for(model(preprocessor({"images": image_bytes, "text": text}), training=False))
 
     def classify_tensors(images, token_ids, padding_mask):
         result = model({"images": images, "token_ids": token_ids, "padding_mask": padding_mask}, training=False)
@@ -66,18 +61,20 @@ def _agreement(got, reference):
     return parity
 
 
-def export_classifier(model, preprocessor, config, sample_images, sample_texts, base_dir, name, quantizations=()):
-    """Writes the next version of `name` under `base_dir`; returns its directory."""
-    tokens = preprocessor.tokenize_numpy(list(sample_texts))
-    size, length = model.image_size, model.sequence_length
+def export_classifier(model, config, samples, base_dir, name, quantizations=()):
+    """Writes the next version of `name` under `base_dir`; returns its directory. `samples` (raw `images`
+    and `texts`) calibrate int8 and check parity."""
+    preprocessor = model.preprocessor
+    size, length = model.backbone.image_size, model.backbone.sequence_length
     keys = tuple(f"{task}_probabilities" for task in model.tasks)
+    tensors = {"images": preprocessor.convert_images(samples["images"]).numpy(),
+               **preprocessor.tokenize_numpy(list(samples["texts"]))}
 
     def tflite(folder):
         specs = [tf.TensorSpec([1, size, size, 3], tf.float32, name="images"),
                  tf.TensorSpec([1, length], tf.int32, name="token_ids"),
                  tf.TensorSpec([1, length], tf.int32, name="padding_mask")]
-        samples = {"images": sample_images, **tokens}
-        write_tflite_models({"classifier": (model, specs, samples, keys)}, folder, quantizations, _agreement)
+        write_tflite_models({"classifier": (model, specs, tensors, keys)}, folder, quantizations, _agreement)
 
-    return write_export(base_dir, name, lambda: build_archive(model, preprocessor), config, preprocessor.vocabulary,
+    return write_export(base_dir, name, lambda: build_archive(model), config, preprocessor.vocabulary,
                         {"classes.json": json.dumps(model.tasks, indent=2)}, tflite if quantizations else None)

@@ -12,48 +12,35 @@ Beside it, in the same version directory: `assets.extra/tfmm_config.toml` (the r
 with `tflite/parity.json` (cosine similarity to the Keras embeddings on sample inputs).
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmm.data.images import decode_batch
-from tfmm.export.saved_model import write_export
+from tfmm.export.saved_model import task_archive, write_export
 from tfmm.export.tflite import write_tflite_models
 
 
 def _template_parts(templates):
-    parts = []
+    prefixes, suffixes = [], []
     for template in templates:
-        if template.count("{}") != 1:
-            raise ValueError(f"prompt template {template!r} must contain '{{}}' exactly once")
         prefix, suffix = template.split("{}")
-        parts.append((prefix, suffix))
-    return [p for p, _ in parts], [s for _, s in parts]
+        prefixes.append(prefix)
+        suffixes.append(suffix)
+    return prefixes, suffixes
 
 
-def _l2_normalize(x):
-    return tf.math.l2_normalize(x, axis=-1)
-
-
-def build_archive(retriever, preprocessor, templates):
-    backbone = retriever.backbone
-    image_model = backbone.image_embedder()
-    text_model = backbone.text_embedder()
+def build_archive(retriever):
+    backbone, preprocessor = retriever.backbone, retriever.preprocessor
+    image_model, text_model = backbone.image_embedder(), backbone.text_embedder()
     size, length = backbone.image_size, backbone.sequence_length
-    preprocessor(tf.constant(["build"]))  # ExportArchive.track needs built layers
     scale = tf.constant(float(retriever.head.scale()), tf.float32)
-    prefixes, suffixes = (tf.constant(p) for p in _template_parts(templates))
-
-    archive = keras.export.ExportArchive()
-    archive.track(image_model)
-    archive.track(text_model)
-    archive.track(preprocessor)
+    prefixes, suffixes = (tf.constant(p) for p in _template_parts(retriever.templates))
+    archive = task_archive(retriever, image_model, text_model)
 
     def embed_images(image_bytes):
-        return image_model(decode_batch(image_bytes, size), training=False)["embedding"]
+        return image_model(preprocessor.convert_images(image_bytes), training=False)["embedding"]
 
     def embed_texts(text):
-        return text_model(preprocessor(text), training=False)["embedding"]
+        return text_model(preprocessor.tokenize(text), training=False)["embedding"]
 
     def embed_image(image_bytes):
         return {"embedding": embed_images(image_bytes)}
@@ -68,7 +55,7 @@ def build_archive(retriever, preprocessor, templates):
         prompts = tf.strings.join([tf.broadcast_to(prefixes[None], [count, per_class]), names,
                                    tf.broadcast_to(suffixes[None], [count, per_class])])
         prompt_embeddings = tf.reshape(embed_texts(tf.reshape(prompts, [-1])), [count, per_class, -1])
-        classes = _l2_normalize(tf.reduce_mean(prompt_embeddings, axis=1))
+        classes = tf.math.l2_normalize(tf.reduce_mean(prompt_embeddings, axis=1), axis=-1)
         logits = scale * tf.matmul(embed_images(image_bytes), classes, transpose_b=True)
         return {"probabilities": tf.nn.softmax(logits), "label": tf.gather(class_names, tf.argmax(logits, axis=-1))}
 
@@ -114,16 +101,15 @@ def write_tflite(retriever, sample_images, sample_tokens, out_dir, quantizations
                                lambda got, reference: {"min_cosine": float(_cosine(got, reference).min())})
 
 
-def export_retriever(retriever, preprocessor, config, sample_images, sample_texts, base_dir, name, templates,
-                     quantizations=()):
+def export_retriever(retriever, config, samples, base_dir, name, quantizations=()):
     """Writes the next version of `name` under `base_dir`; returns its directory.
 
-    `sample_images` / `sample_texts` (real data) calibrate int8 and check TFLite parity.
+    `samples` (real data: raw `images` and `texts`) calibrate int8 and check TFLite parity.
     """
-    sample_tokens = preprocessor.tokenize_numpy(list(sample_texts))
+    preprocessor = retriever.preprocessor
+    images = preprocessor.convert_images(samples["images"]).numpy()
+    tokens = preprocessor.tokenize_numpy(list(samples["texts"]))
     return write_export(
-        base_dir, name, lambda: build_archive(retriever, preprocessor, templates), config, preprocessor.vocabulary,
-        write_tflite=(lambda folder: write_tflite(retriever, sample_images, sample_tokens, folder, quantizations))
-        if quantizations else None,
+        base_dir, name, lambda: build_archive(retriever), config, preprocessor.vocabulary,
+        write_tflite=(lambda folder: write_tflite(retriever, images, tokens, folder, quantizations)) if quantizations else None,
     )
-

@@ -2,12 +2,12 @@
 
 SavedModel signatures (`<base>/<name>/<version>/`):
 - `generate` (`serving_default`): `prompt` string[n], `seed` int64, `temperature` float32, `top_k` int32
-  (scalars; a top_k of the codebook size or more keeps every code) → `png` string[n] (encoded PNG images), `tokens` int32[n, g, g] and
+  (scalars; top_k 0 keeps every code, as everywhere in tfmm) → `png` string[n] (encoded PNG images), `tokens` int32[n, g, g] and
   `known_words` int32[n] (0: the prompt has no word the model knows; the image then follows no text).
-  Classifier-free guidance and top-p are fixed at export (`sample.guidance_scale`, `sample.top_p`).
+  Classifier-free guidance and top-p are the model's (`generation.guidance_scale`, `sampling.top_p` at training).
 - `encode`: `image_bytes` string[n] → `tokens` int32[n, g, g]; `decode`: `tokens` → `png` string[n]
   and `images` float32[n, S, S, 3].
-An empty prompt, temperature ≤ 0 or top_k ≤ 0 fail the request with a message naming the value.
+An empty prompt, temperature ≤ 0 or top_k < 0 fail the request with a message naming the value.
 
 `tflite/vqvae_decoder_<q>.tflite`: token grid (1, g, g) int32 → image (1, S, S, 3), built-in ops only,
 with `parity.json` (largest pixel difference to Keras on sample token grids).
@@ -17,43 +17,36 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmm.data.images import decode_batch
-from tfmm.export.saved_model import write_export
+from tfmm.export.saved_model import task_archive, write_export
 from tfmm.export.tflite import write_tflite_models
+from tfmm.models.vqvae import to_uint8
 
 
 def _png(images):
-    pixels = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
-    return tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.string)
+    return tf.map_fn(tf.io.encode_png, to_uint8(images), fn_output_signature=tf.string)
 
 
-def build_archive(model, vqvae, preprocessor, sample):
+def build_archive(model):
+    preprocessor, vqvae = model.preprocessor, model.vqvae
     grid, size = vqvae.grid_size, vqvae.image_size
-    null_ids = tf.constant(preprocessor.tokenize_numpy([""])["token_ids"])
-    special = tf.constant(preprocessor.special_ids)
-    preprocessor(tf.constant(["build"]))
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(vqvae)
-    archive.track(preprocessor)
+    archive = task_archive(model)
 
     def generate(prompt, seed, temperature, top_k):
         checks = [
             tf.debugging.Assert(tf.reduce_all(tf.strings.length(tf.strings.strip(prompt)) > 0),
                                 ["a prompt is empty: prompts", prompt]),
             tf.debugging.Assert(temperature > 0, ["temperature must be above 0, got", temperature]),
-            tf.debugging.Assert(top_k >= 1, ["top_k must be at least 1 (the codebook size keeps every code), got", top_k]),
+            tf.debugging.Assert(top_k >= 0, ["top_k must be 0 (every code) or more, got", top_k]),
         ]
         with tf.control_dependencies(checks):
-            text_ids = tf.identity(preprocessor(prompt)["token_ids"])
-        known = tf.reduce_sum(tf.cast(~tf.reduce_any(text_ids[..., None] == special, -1), tf.int32), -1)
-        tokens = model.generate(text_ids, null_ids, sample.guidance_scale, temperature, top_k, sample.top_p,
-                                tf.stack([seed, tf.constant(1, tf.int64)]))
+            text_ids = tf.identity(preprocessor({"prompts": prompt})["text_ids"])
+        tokens = model.sample_ids(text_ids, model.guidance_scale, temperature, top_k, model.sampling.top_p,
+                                  tf.stack([seed, tf.constant(1, tf.int64)]))
         tokens = tf.reshape(tokens, [-1, grid, grid])
-        return {"png": _png(vqvae.decode(tokens)), "tokens": tokens, "known_words": known}
+        return {"png": _png(vqvae.decode(tokens)), "tokens": tokens, "known_words": preprocessor.known_words(text_ids)}
 
     def encode(image_bytes):
-        return {"tokens": vqvae.encode(decode_batch(image_bytes, size))}
+        return {"tokens": vqvae.encode(preprocessor.convert_images(image_bytes))}
 
     def decode(tokens):
         tf.debugging.assert_less(tokens, vqvae.num_codes, message="token ids must be below the codebook size")
@@ -85,9 +78,11 @@ def _pixel_parity(got, reference):
             "mean_pixel_difference": float(np.abs(got - reference).mean())}
 
 
-def export_generator(model, vqvae, preprocessor, config, sample_tokens, base_dir, name, quantizations=()):
-    """Writes the next version of `name`; `sample_tokens` (n, g, g) check the TFLite decoder's parity."""
-    grid = vqvae.grid_size
+def export_generator(model, config, samples, base_dir, name, quantizations=()):
+    """Writes the next version of `name`; the token grids of `samples` (raw `images`) check the TFLite
+    decoder's parity."""
+    vqvae, grid = model.vqvae, model.vqvae.grid_size
+    sample_tokens = model.encode(samples["images"])
 
     def write_tflite(folder):
         decoder = token_decoder(vqvae)
@@ -95,5 +90,5 @@ def export_generator(model, vqvae, preprocessor, config, sample_tokens, base_dir
         write_tflite_models({"vqvae_decoder": (decoder, specs, {"tokens": np.asarray(sample_tokens, np.int32)}, "images")},
                             folder, [q for q in quantizations if q != "int8"], _pixel_parity)
 
-    return write_export(base_dir, name, lambda: build_archive(model, vqvae, preprocessor, config.sample), config,
-                        preprocessor.vocabulary, {}, write_tflite if quantizations else None)
+    return write_export(base_dir, name, lambda: build_archive(model), config, model.preprocessor.vocabulary, {},
+                        write_tflite if quantizations else None)

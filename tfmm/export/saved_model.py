@@ -12,7 +12,6 @@ from pathlib import Path
 
 from tfmm.config import save_config
 from tfmm.errors import TfmmError
-from tfmm.text.vocabulary import save_vocabulary
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -64,11 +63,27 @@ def write_version(base_dir, name, write, version=None):
     return final
 
 
+def task_archive(task, *tracked):
+    """An `ExportArchive` tracking the task's preprocessor (built, as `track` requires) and `tracked`
+    (default: the task itself)."""
+    import keras
+    import tensorflow as tf
+
+    preprocessor = task.preprocessor
+    if preprocessor.tokenizer is not None:
+        preprocessor.tokenize(tf.constant(["build"]))
+    archive = keras.export.ExportArchive()
+    for model in tracked or (task,):
+        archive.track(model)
+    archive.track(preprocessor)
+    return archive
+
+
 def write_export(base_dir, name, archive, config, vocabulary, extra_files=None, write_tflite=None):
     """Writes the next version of `name` the way every app exports, and returns its directory.
 
     The version holds the SavedModel of `archive()` (a `keras.export.ExportArchive`) and `assets.extra/`
-    with the resolved config, the vocabulary and `extra_files` ({file name: text}); with
+    with the resolved config, the vocabulary (if any) and `extra_files` ({file name: text}); with
     `write_tflite(folder)`, also `tflite/` with the `.tflite` files and copies of those text files.
     """
     extra_files = dict(extra_files or {})
@@ -78,12 +93,13 @@ def write_export(base_dir, name, archive, config, vocabulary, extra_files=None, 
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
         save_config(config, extra / "tfmm_config.toml")
-        save_vocabulary(vocabulary, extra / "vocabulary.txt")
+        if vocabulary is not None:
+            extra_files["vocabulary.txt"] = "\n".join(vocabulary) + "\n"
         for file_name, text in extra_files.items():
             (extra / file_name).write_text(text, encoding="utf-8")
         if write_tflite:
             write_tflite(tmp / "tflite")
-            for file_name in ["vocabulary.txt", *extra_files]:
+            for file_name in extra_files:
                 shutil.copy(extra / file_name, tmp / "tflite" / file_name)
 
     return write_version(base_dir, name, write)

@@ -138,10 +138,11 @@ def write_tflite_models(models, out_dir, quantizations, compare):
                 for i in range(len(samples[names[0]])):
                     yield {name: samples[name][i : i + 1] for name in names}
 
-            predicted = model.predict(samples[names[0]] if len(names) == 1 else samples, verbose=0)
+            # Called directly: a task's `predict` would run its preprocessor on these already-numeric inputs.
+            predicted = model(samples[names[0]] if len(names) == 1 else samples, training=False)
             keys = _keys(output_key)
-            pick = (lambda out: np.asarray(out[keys[0]])) if isinstance(output_key, str) else (
-                lambda out: {key: np.asarray(out[key]) for key in keys})
+            pick = (lambda out: keras.ops.convert_to_numpy(out[keys[0]])) if isinstance(output_key, str) else (
+                lambda out: {key: keras.ops.convert_to_numpy(out[key]) for key in keys})
             reference = pick(predicted)
             for quantization in quantizations:
                 content = convert_saved_model(saved, quantization, representative)

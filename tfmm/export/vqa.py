@@ -13,44 +13,24 @@ and `tflite/answerer_{float32,dynamic_int8,int8}.tflite` with the two text files
 (agreement of the TFLite answers with Keras on sample questions).
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmm.data.images import decode_and_resize
-from tfmm.export.saved_model import write_export
+from tfmm.export.saved_model import task_archive, write_export
 from tfmm.export.tflite import write_tflite_models
 
 
-def _decode_images(image_bytes, size, frames):
-    def one(encoded):
-        return decode_and_resize(encoded, size)
-
-    flat = tf.reshape(image_bytes, [-1])
-    images = tf.map_fn(one, flat, fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
-    images = tf.cast(images, tf.float32) / 255.0
-    if frames:
-        images = tf.reshape(images, [-1, frames, size, size, 3])
-    return images
-
-
-def build_archive(model, preprocessor):
-    size, length, frames = model.image_size, model.sequence_length, model.frames
+def build_archive(model):
+    preprocessor, backbone = model.preprocessor, model.backbone
+    size, length, frames = backbone.image_size, backbone.sequence_length, backbone.frames
     answers = tf.constant(model.answer_vocabulary)
-    preprocessor(tf.constant(["build"]))  # ExportArchive.track needs built layers
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(preprocessor)
+    archive = task_archive(model)
 
     def answer(image_bytes, question):
         tf.debugging.assert_equal(tf.shape(image_bytes)[0], tf.shape(question)[0],
                                   message="give one question per image: image_bytes and question differ in length")
-        tf.debugging.assert_greater(tf.strings.length(tf.strings.strip(question)), 0,
-                                    message="a question is empty")
-        tokens = preprocessor(question)
-        inputs = {"images": _decode_images(image_bytes, size, frames),
-                  "token_ids": tokens["token_ids"][:, None], "padding_mask": tokens["padding_mask"][:, None]}
-        probabilities = model(inputs, training=False)["probabilities"][:, 0]
+        tf.debugging.assert_greater(tf.strings.length(tf.strings.strip(question)), 0, message="a question is empty")
+        probabilities = model(preprocessor({"images": image_bytes, "questions": question}), training=False)["probabilities"][:, 0]
         top = tf.math.top_k(probabilities, k=min(5, len(model.answer_vocabulary)))
         # Every output has the batch as dim 0, as TF Serving's row format requires.
         return {"answer": tf.gather(answers, top.indices[:, 0]), "probabilities": probabilities,
@@ -80,26 +60,26 @@ def _agreement(got, reference):
             "max_probability_difference": float(np.abs(got - reference).max())}
 
 
-def write_tflite(model, sample_images, sample_tokens, out_dir, quantizations):
+def write_tflite(model, samples, out_dir, quantizations):
     """The numeric model (batch 1, one question) for each quantization; parity = answer agreement."""
-    image_shape = ([model.frames] if model.frames else []) + [model.image_size, model.image_size, 3]
-    length = model.sequence_length
-    samples = {"images": sample_images, "token_ids": sample_tokens["token_ids"][:, None],
-               "padding_mask": sample_tokens["padding_mask"][:, None]}
+    backbone = model.backbone
+    image_shape = ([backbone.frames] if backbone.frames else []) + [backbone.image_size, backbone.image_size, 3]
+    length = backbone.sequence_length
     specs = [tf.TensorSpec([1, *image_shape], tf.float32, name="images"),
              tf.TensorSpec([1, 1, length], tf.int32, name="token_ids"),
              tf.TensorSpec([1, 1, length], tf.int32, name="padding_mask")]
     return write_tflite_models({"answerer": (model, specs, samples, "probabilities")}, out_dir, quantizations, _agreement)
 
 
-def export_answerer(model, preprocessor, config, sample_images, sample_questions, base_dir, name, quantizations=()):
-    """Writes the next version of `name` under `base_dir`; returns its directory.
-
-    `sample_images` (float 0..1) with `sample_questions` (one each) calibrate int8 and check parity.
-    """
-    sample_tokens = preprocessor.tokenize_numpy(list(sample_questions))
+def export_answerer(model, config, samples, base_dir, name, quantizations=()):
+    """Writes the next version of `name` under `base_dir`; returns its directory. `samples` (raw `images`
+    with one of `questions` each) calibrate int8 and check parity."""
+    preprocessor = model.preprocessor
+    tokens = preprocessor.tokenize_numpy(list(samples["questions"]))
+    tensors = {"images": preprocessor.convert_images(samples["images"]).numpy(),
+               "token_ids": tokens["token_ids"][:, None], "padding_mask": tokens["padding_mask"][:, None]}
     return write_export(
-        base_dir, name, lambda: build_archive(model, preprocessor), config, preprocessor.vocabulary,
+        base_dir, name, lambda: build_archive(model), config, preprocessor.vocabulary,
         {"answers.txt": "\n".join(model.answer_vocabulary) + "\n"},
-        (lambda folder: write_tflite(model, sample_images, sample_tokens, folder, quantizations)) if quantizations else None,
+        (lambda folder: write_tflite(model, tensors, folder, quantizations)) if quantizations else None,
     )

@@ -14,12 +14,16 @@ the rest. `late` is the one strategy whose output is already logits (`returns_lo
 unimodal heads must each predict the answer, so it takes `num_outputs` and the app puts no
 classifier after it.
 
-Build one by config name with `build_fusion(name, ...)`; `FUSIONS.names()` lists them.
+Build one from its config options with `build_fusion(options)`; `FUSIONS.names()` lists them.
 """
+
+import dataclasses
 
 import keras
 from keras import ops
 
+from tfmm.config import between, positive
+from tfmm.errors import TfmmError
 from tfmm.registry import Registry
 
 FUSIONS = Registry("fusion")
@@ -278,38 +282,114 @@ class CoAttentionFusion(_AttentionFusion):
         return {**super().get_config(), "num_layers": self.num_layers}
 
 
-@FUSIONS.register("concat")
-def _concat(hidden_dim, num_outputs, num_heads, num_layers, rank, dropout, dtype):
-    return ConcatFusion(hidden_dim, dropout, dtype=dtype, name="fusion")
+@dataclasses.dataclass
+class FusionOptions:
+    """What every fusion takes: its width and dropout."""
+
+    name: str = ""
+    hidden_dim: int = positive(256)
+    dropout: float = between(0, 1, 0.1)
 
 
-@FUSIONS.register("late")
-def _late(hidden_dim, num_outputs, num_heads, num_layers, rank, dropout, dtype):
-    return LateFusion(num_outputs, hidden_dim, dropout, dtype=dtype, name="fusion")
+@dataclasses.dataclass
+class ConcatOptions(FusionOptions):
+    name: str = "concat"
 
 
-@FUSIONS.register("gated")
-def _gated(hidden_dim, num_outputs, num_heads, num_layers, rank, dropout, dtype):
-    return GatedFusion(hidden_dim, dropout, dtype=dtype, name="fusion")
+@dataclasses.dataclass
+class LateOptions(FusionOptions):
+    name: str = "late"
 
 
-@FUSIONS.register("bilinear")
-def _bilinear(hidden_dim, num_outputs, num_heads, num_layers, rank, dropout, dtype):
-    return BilinearFusion(hidden_dim, rank, dropout, dtype=dtype, name="fusion")
+@dataclasses.dataclass
+class GatedOptions(FusionOptions):
+    name: str = "gated"
 
 
-@FUSIONS.register("cross_attention")
-def _cross_attention(hidden_dim, num_outputs, num_heads, num_layers, rank, dropout, dtype):
-    return CrossAttentionFusion(hidden_dim, num_heads, dropout, dtype=dtype, name="fusion")
+@dataclasses.dataclass
+class BilinearOptions(FusionOptions):
+    name: str = "bilinear"
+    rank: int = positive(4)
 
 
-@FUSIONS.register("co_attention")
-def _co_attention(hidden_dim, num_outputs, num_heads, num_layers, rank, dropout, dtype):
-    return CoAttentionFusion(hidden_dim, num_heads, num_layers, dropout, dtype=dtype, name="fusion")
+@dataclasses.dataclass
+class CrossAttentionOptions(FusionOptions):
+    name: str = "cross_attention"
+    num_heads: int = positive(4)
+
+    def validate(self, root):
+        if self.hidden_dim % self.num_heads:
+            raise TfmmError(f"model.fusion.hidden_dim {self.hidden_dim} is not divisible by "
+                            f"model.fusion.num_heads {self.num_heads}")
 
 
-def build_fusion(name, hidden_dim=256, num_outputs=None, num_heads=4, num_layers=2, rank=4, dropout=0.0, dtype=None,
-                 field="model.fusion"):
-    """The fusion layer a config names; `num_outputs` is needed by `late` only."""
-    factory = FUSIONS.get(name, field)
-    return factory(hidden_dim, num_outputs, num_heads, num_layers, rank, dropout, dtype)
+@dataclasses.dataclass
+class CoAttentionOptions(CrossAttentionOptions):
+    name: str = "co_attention"
+    num_layers: int = positive(1)
+
+
+@FUSIONS.register("concat", ConcatOptions)
+def _concat(options, num_outputs, dtype):
+    return ConcatFusion(options.hidden_dim, options.dropout, dtype=dtype, name="fusion")
+
+
+@FUSIONS.register("late", LateOptions)
+def _late(options, num_outputs, dtype):
+    return LateFusion(num_outputs, options.hidden_dim, options.dropout, dtype=dtype, name="fusion")
+
+
+@FUSIONS.register("gated", GatedOptions)
+def _gated(options, num_outputs, dtype):
+    return GatedFusion(options.hidden_dim, options.dropout, dtype=dtype, name="fusion")
+
+
+@FUSIONS.register("bilinear", BilinearOptions)
+def _bilinear(options, num_outputs, dtype):
+    return BilinearFusion(options.hidden_dim, options.rank, options.dropout, dtype=dtype, name="fusion")
+
+
+@FUSIONS.register("cross_attention", CrossAttentionOptions)
+def _cross_attention(options, num_outputs, dtype):
+    return CrossAttentionFusion(options.hidden_dim, options.num_heads, options.dropout, dtype=dtype, name="fusion")
+
+
+@FUSIONS.register("co_attention", CoAttentionOptions)
+def _co_attention(options, num_outputs, dtype):
+    return CoAttentionFusion(options.hidden_dim, options.num_heads, options.num_layers, options.dropout, dtype=dtype,
+                             name="fusion")
+
+
+@dataclasses.dataclass
+class ImageOnlyOptions(FusionOptions):
+    """A single-modality baseline on the same encoders: no fusion, a GELU layer of `hidden_dim` on the
+    image's pooled features (the text is read by nothing)."""
+
+    name: str = "image_only"
+
+
+@dataclasses.dataclass
+class TextOnlyOptions(FusionOptions):
+    name: str = "text_only"
+
+
+BASELINES = {"image_only": "image", "text_only": "text"}  # fusion name → the one modality the model reads
+
+
+def _baseline(options, num_outputs, dtype):
+    return None  # `FusionBackbone(modalities=...)` builds the single-modality layer itself
+
+
+FUSIONS.register("image_only", ImageOnlyOptions)(_baseline)
+FUSIONS.register("text_only", TextOnlyOptions)(_baseline)
+
+
+def fusion_options(name, **values):
+    """The options of fusion `name`, e.g. `fusion_options("cross_attention", hidden_dim=16, num_heads=2)`."""
+    return FUSIONS.options(name, "model.fusion")(**values)
+
+
+def build_fusion(options, num_outputs=None, dtype=None):
+    """The fusion layer its options name (None for the single-modality baselines `image_only` and
+    `text_only`); `num_outputs` (the logits of `late`) is needed by `late` only."""
+    return FUSIONS.get(options.name, "model.fusion")(options, num_outputs, dtype)

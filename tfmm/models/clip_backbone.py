@@ -42,15 +42,30 @@ class CLIPBackbone(keras_hub.models.Backbone):
     def sequence_length(self):
         return self.text_encoder.input["token_ids"].shape[1]
 
+    def _tower(self, name, build):
+        # Kept outside Keras' attribute tracking: the towers share this model's layers and weights.
+        towers = self.__dict__.setdefault("_towers", {})
+        if name not in towers:
+            towers[name] = build()
+        return towers[name]
+
     def image_embedder(self):
-        images = keras.Input(self.image_encoder.input.shape[1:], name="images")
-        embedding = self.image_projection(self.image_encoder(images)["pooled_output"])
-        return keras.Model(images, {"embedding": embedding}, name="image_embedder")
+        """The image tower alone: `images` → `{"embedding"}` (shares this model's weights)."""
+        def build():
+            images = keras.Input(self.image_encoder.input.shape[1:], name="images")
+            embedding = self.image_projection(self.image_encoder(images)["pooled_output"])
+            return keras.Model(images, {"embedding": embedding}, name="image_embedder")
+
+        return self._tower("image", build)
 
     def text_embedder(self):
-        text = {n: keras.Input(t.shape[1:], dtype="int32", name=n) for n, t in self.text_encoder.input.items()}
-        embedding = self.text_projection(self.text_encoder(text)["pooled_output"])
-        return keras.Model(text, {"embedding": embedding}, name="text_embedder")
+        """The text tower alone: `token_ids`, `padding_mask` → `{"embedding"}`."""
+        def build():
+            text = {n: keras.Input(t.shape[1:], dtype="int32", name=n) for n, t in self.text_encoder.input.items()}
+            embedding = self.text_projection(self.text_encoder(text)["pooled_output"])
+            return keras.Model(text, {"embedding": embedding}, name="text_embedder")
+
+        return self._tower("text", build)
 
     def get_config(self):
         config = super().get_config()

@@ -1,52 +1,95 @@
 import keras
+import numpy as np
+import tensorflow as tf
 
+from tfmm.errors import TfmmError
 from tfmm.layers import ContrastiveHead
 from tfmm.losses import CONTRASTIVE_LOSSES
-from tfmm.models.task import Task
+from tfmm.models.clip_backbone import CLIPBackbone
+from tfmm.models.contrastive_retriever_preprocessor import ContrastiveRetrieverPreprocessor
+from tfmm.models.task import Task, check_images
+
+DEFAULT_TEMPLATES = ("a {}", "a picture of a {}", "there is a {}", "an image showing a {}", "just a {}")
+
+
+def check_templates(templates, field="templates"):
+    for template in templates:
+        if template.count("{}") != 1:
+            raise TfmmError(f"{field}: {template!r} must contain '{{}}' exactly once")
+    if not templates:
+        raise TfmmError(f"{field} is empty")
+    return list(templates)
 
 
 @keras.saving.register_keras_serializable(package="tfmm")
 class ContrastiveRetriever(Task):
     """The retrieval task: a `CLIPBackbone` plus its learnable temperature and contrastive loss.
 
-    Trained with `model.fit` on `{"images", "token_ids", "padding_mask"}` with no
-    targets: row i of images and texts is a positive pair, every other row a negative.
-    Under a multi-replica strategy the loss sees the global batch (see `tfmm.losses`).
+    Trained with `fit` on `{"images", "text"}` batches with no targets: row i of images and texts is
+    a positive pair, every other row a negative. Under a multi-replica strategy the loss sees the
+    global batch (see `tfmm.losses`). With raw inputs: `embed_images`, `embed_texts` (unit vectors)
+    and `zero_shot` (one classifier per class from its names in every prompt template, averaged).
     """
 
-    def __init__(self, backbone, loss="infonce", logit_scale_init=1 / 0.07, logit_scale_max=100.0, triplet_margin=0.2, **kwargs):
-        if isinstance(backbone, dict):
-            backbone = keras.layers.deserialize(backbone)
-        self.backbone = backbone
+    backbone_cls = CLIPBackbone
+    preprocessor_cls = ContrastiveRetrieverPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, loss="infonce", logit_scale_init=1 / 0.07, logit_scale_max=100.0,
+                 triplet_margin=0.2, templates=DEFAULT_TEMPLATES, **kwargs):
+        self.backbone, self.preprocessor = backbone, preprocessor
         self.head = ContrastiveHead(logit_scale_init, logit_scale_max, name="contrastive_head")
-        self.loss_name = loss
         self.loss_fn = CONTRASTIVE_LOSSES.get(loss, "model.loss")
-        inputs = {name: keras.Input(t.shape[1:], dtype=t.dtype, name=name) for name, t in backbone.input.items()}
+        inputs = backbone.input
         super().__init__(inputs=inputs, outputs=backbone(inputs), **kwargs)
         self.head.build()
-        self.logit_scale_init = logit_scale_init
-        self.logit_scale_max = logit_scale_max
-        self.triplet_margin = triplet_margin
+        self.loss_name, self.logit_scale_init, self.logit_scale_max = loss, logit_scale_init, logit_scale_max
+        self.triplet_margin, self.templates = triplet_margin, check_templates(templates)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        del x, y, sample_weight, training
         loss = self.loss_fn(y_pred["image_embedding"], y_pred["text_embedding"], self.head.scale(), margin=self.triplet_margin)
-        losses = self.losses  # regularisers, if any encoder has them
-        return loss + sum(losses) if losses else loss
+        return loss + sum(self.losses) if self.losses else loss
 
     def similarity(self, image_embedding, text_embedding):
         return self.head(image_embedding, text_embedding)
 
-    def get_config(self):
-        return {
-            "name": self.name,
-            "backbone": keras.layers.serialize(self.backbone),
-            "loss": self.loss_name,
-            "logit_scale_init": self.logit_scale_init,
-            "logit_scale_max": self.logit_scale_max,
-            "triplet_margin": self.triplet_margin,
-        }
+    # ------------------------------------------------------------------------------------ raw inputs
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+    def embed_images(self, images, batch_size=256):
+        """uint8 images (n, H, W, 3) or encoded bytes → unit embeddings (n, d)."""
+        embedder = self.backbone.image_embedder()
+
+        def run(images):
+            return embedder(self.preprocessor.convert_images(images), training=False)
+
+        return self.run_in_batches(self.graph_function("embed_images", run), {"images": check_images(images)}, batch_size)["embedding"]
+
+    def embed_texts(self, texts, batch_size=512):
+        """Strings → unit embeddings (n, d)."""
+        texts = self.preprocessor.check_texts(texts)
+        embedder = self.backbone.text_embedder()
+
+        def run(texts):
+            return embedder(self.preprocessor.tokenize(texts), training=False)
+
+        return self.run_in_batches(self.graph_function("embed_texts", run), {"texts": texts}, batch_size)["embedding"]
+
+    def class_embeddings(self, class_names, templates=None):
+        """One unit vector per class: the mean over prompt templates of the class name's embeddings."""
+        class_names = [str(c) for c in class_names]
+        if not class_names:
+            raise TfmmError("the class list is empty")
+        templates = check_templates(templates or self.templates)
+        prompts = [t.replace("{}", name) for name in class_names for t in templates]
+        embeddings = self.embed_texts(prompts).reshape(len(class_names), len(templates), -1).mean(axis=1)
+        return embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True)
+
+    def zero_shot(self, images, class_names, templates=None):
+        """Raw images → `labels` (the most likely class name per image) and `probabilities` (n, classes)."""
+        logits = float(self.head.scale()) * self.embed_images(images) @ self.class_embeddings(class_names, templates).T
+        probabilities = tf.nn.softmax(logits).numpy()
+        return {"labels": [class_names[i] for i in probabilities.argmax(-1)], "probabilities": probabilities}
+
+    def get_config(self):
+        return {**super().get_config(), "loss": self.loss_name, "logit_scale_init": self.logit_scale_init,
+                "logit_scale_max": self.logit_scale_max, "triplet_margin": self.triplet_margin,
+                "templates": list(self.templates)}

@@ -1,58 +1,56 @@
+import math
+
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from tfmm import decoding
-from tfmm.models.task import Task
+from tfmm.errors import TfmmError
+from tfmm.models.image_captioner_backbone import ImageCaptionerBackbone
+from tfmm.models.image_captioner_preprocessor import ImageCaptionerPreprocessor
+from tfmm.models.task import Task, check_images
 
 
 @keras.saving.register_keras_serializable(package="tfmm")
 class ImageCaptioner(Task):
-    """An image encoder's region grid + a caption decoder (`GRUAttentionDecoder` or `TransformerCaptionDecoder`).
+    """Captioning: an `ImageCaptionerBackbone` trained with a masked cross-entropy (padding ignored),
+    label smoothing as an option, and for attention decoders the doubly stochastic regulariser
+    λ·Σ_regions (1 − Σ_words α)² (Show, Attend and Tell), which asks every region to be looked at
+    about once over a caption.
 
-    Inputs: `images` (batch, S, S, 3) float 0..1 and `token_ids` (batch, L): the caption from its
-    start token, without its last token (teacher forcing). Outputs: `logits` (batch, L, vocabulary),
-    float32, for the next token at each position, and `attention` (batch, L, regions).
-    Trained with `model.fit` on `(inputs, next token ids (batch, L), padding weights (batch, L))`:
-    a masked cross-entropy (padding ignored), label smoothing as an option, and for attention
-    decoders the doubly stochastic regulariser λ·Σ_regions (1 − Σ_words α)² (Show, Attend and Tell),
-    which asks every region to be looked at about once over a caption.
-
-    `generate(images, ...)` decodes in TensorFlow ops (greedy, sampling or beam search), the same
-    code that runs inside the exported SavedModel.
+    `generate(images, ...)` decodes in TensorFlow ops (greedy, sampling or beam search), the same code
+    that runs inside the exported SavedModel; `caption(images, beam_width)` takes raw images and
+    returns strings. `max_length`, `length_penalty` and `max_beam_width` are the decoding defaults
+    the model was trained with.
     """
 
-    def __init__(self, image_encoder, decoder, sequence_length, start_id, end_id, pad_id=0, label_smoothing=0.0,
-                 attention_regularizer=0.0, **kwargs):
-        if isinstance(image_encoder, dict):
-            image_encoder = keras.layers.deserialize(image_encoder)
-        if isinstance(decoder, dict):
-            decoder = keras.layers.deserialize(decoder)
-        self.image_encoder, self.decoder = image_encoder, decoder
-        images = keras.Input(tuple(image_encoder.input.shape[1:]), name="images")
-        token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
-        regions = image_encoder(images)["sequence_output"]
-        decoded = decoder({"token_ids": token_ids, "regions": regions})
-        outputs = {"logits": keras.layers.Identity(dtype="float32", name="logits")(decoded["logits"]),
-                   "attention": keras.layers.Identity(dtype="float32", name="attention")(decoded["attention"])}
-        super().__init__(inputs={"images": images, "token_ids": token_ids}, outputs=outputs, **kwargs)
-        self.sequence_length, self.start_id, self.end_id, self.pad_id = sequence_length, start_id, end_id, pad_id
+    backbone_cls = ImageCaptionerBackbone
+    preprocessor_cls = ImageCaptionerPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, label_smoothing=0.0, attention_regularizer=0.0, max_length=None,
+                 length_penalty=0.0, max_beam_width=8, **kwargs):
+        self.backbone, self.preprocessor = backbone, preprocessor
+        inputs = backbone.input
+        super().__init__(inputs=inputs, outputs=backbone(inputs), **kwargs)
         self.label_smoothing, self.attention_regularizer = label_smoothing, attention_regularizer
+        self.max_length = min(max_length or backbone.max_positions, backbone.max_positions)
+        self.length_penalty, self.max_beam_width = length_penalty, max_beam_width
         self.token_loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing,
                                                                reduction=None)
         self.token_accuracy = keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")
 
     @property
-    def image_size(self):
-        return self.image_encoder.input.shape[1]
+    def start_id(self):
+        return self.preprocessor.tokenizer.start_id
 
     @property
-    def num_regions(self):
-        return self.image_encoder.output["sequence_output"].shape[1]
+    def end_id(self):
+        return self.preprocessor.tokenizer.end_id
 
     @property
-    def max_positions(self):
-        """The longest caption (in tokens after the start token) the decoder can produce."""
-        return getattr(self.decoder, "sequence_length", None) or 4 * self.sequence_length
+    def pad_id(self):
+        return self.preprocessor.tokenizer.pad_id
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         logits = y_pred["logits"]
@@ -71,20 +69,20 @@ class ImageCaptioner(Task):
     # ------------------------------------------------------------------------------------- decoding
 
     def initial_state(self, images, max_length):
-        regions = self.image_encoder(images, training=False)["sequence_output"]
-        return self.decoder.initial_state(regions, max_length)
+        regions = self.backbone.image_encoder(images, training=False)["sequence_output"]
+        return self.backbone.decoder.initial_state(regions, max_length)
 
     def step(self, token_ids, state, index):
-        logits, state = self.decoder.step(token_ids, state, index)
+        logits, state = self.backbone.decoder.step(token_ids, state, index)
         never = ops.one_hot(self.pad_id, ops.shape(logits)[-1]) + ops.one_hot(self.start_id, ops.shape(logits)[-1])
         return ops.where(never[None] > 0, decoding.NEG_INF, logits), state  # a caption never emits [PAD] or [CLS]
 
     def generate(self, images, max_length, beam_width=1, length_penalty=0.0, temperature=0.0, top_k=0, top_p=1.0,
                  seed=(0, 0), sample=False):
-        """Captions as token ids. Beam search (`sample=False`; width 1 is greedy) returns `token_ids`
-        (batch, beams, max_length) and `scores` (batch, beams), best first; `sample=True` draws with
-        temperature / top-k / top-p → `token_ids` (batch, 1, max_length) and their log-probability as `scores`.
-        """
+        """Float images → captions as token ids. Beam search (`sample=False`; width 1 is greedy) returns
+        `token_ids` (batch, beams, max_length) and `scores` (batch, beams), best first; `sample=True`
+        draws with temperature / top-k / top-p → `token_ids` (batch, 1, max_length) and their
+        log-probability as `scores`."""
         batch = ops.shape(images)[0]
         state = self.initial_state(images, max_length)
         if sample:
@@ -95,12 +93,54 @@ class ImageCaptioner(Task):
                                    length_penalty, self.pad_id)
         return {"token_ids": out["token_ids"], "scores": out["scores"]}
 
-    def get_config(self):
-        return {"name": self.name, "image_encoder": keras.layers.serialize(self.image_encoder),
-                "decoder": keras.layers.serialize(self.decoder), "sequence_length": self.sequence_length, "start_id": self.start_id, "end_id": self.end_id,
-                "pad_id": self.pad_id, "label_smoothing": self.label_smoothing,
-                "attention_regularizer": self.attention_regularizer}
+    def caption_details(self, images, beam_width=1, length_penalty=None, max_length=None, sampling=None, batch_size=64):
+        """Raw images → per image a list of (caption, score), best first, and the token ids of the best:
+        beam search (width 1 = greedy), or with `sampling` (a `tfmm.config.SamplingConfig`) one caption
+        drawn with its temperature / top-k / top-p / seed."""
+        images = check_images(images)
+        max_length = self.max_length if max_length is None else max_length
+        if not 1 <= max_length <= self.backbone.max_positions:
+            raise TfmmError(f"max_length must be between 1 and {self.backbone.max_positions}, got {max_length}")
+        if not 1 <= beam_width <= self.max_beam_width:
+            raise TfmmError(f"beam width must be between 1 and {self.max_beam_width}, got {beam_width}")
+        alpha = self.length_penalty if length_penalty is None else length_penalty
+        settings = {"max_length": tf.constant(max_length), "width": tf.constant(beam_width), "alpha": tf.constant(float(alpha))}
+        if sampling is not None:
+            settings.update(temperature=tf.constant(float(sampling.temperature)), top_k=tf.constant(sampling.top_k),
+                            top_p=tf.constant(float(sampling.top_p)), seed=tf.constant([sampling.seed, 0], tf.int64))
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        def run(images, **settings):
+            floats = self.preprocessor.convert_images(images)
+            if "seed" in settings:
+                return self.generate(floats, settings["max_length"], temperature=settings["temperature"],
+                                     top_k=settings["top_k"], top_p=settings["top_p"], seed=settings["seed"], sample=True)
+            return self.generate(floats, settings["max_length"], settings["width"], settings["alpha"])
+
+        function = self.graph_function("sample" if sampling is not None else "beam", run)
+        out = self.run_in_batches(lambda images: function(images, **settings), {"images": images}, batch_size)
+        decode = self.preprocessor.tokenizer.decode_numpy
+        captions = [[(decode(ids), float(score)) for ids, score in zip(row, scores)]
+                    for row, scores in zip(out["token_ids"], out["scores"])]
+        return {"captions": captions, "token_ids": out["token_ids"][:, 0]}
+
+    def caption(self, images, beam_width=1):
+        """Raw images (uint8 (n, H, W, 3) or encoded bytes) → one caption each."""
+        return [beams[0][0] for beams in self.caption_details(images, beam_width)["captions"]]
+
+    def attention_maps(self, image, caption_ids):
+        """Per caption token (the end token included), the decoder's attention over the image regions:
+        (tokens, grid, grid). `image` is one raw image (uint8 (H, W, 3) or encoded bytes)."""
+        length = self.backbone.sequence_length
+        tokens = [self.start_id, *caption_ids][:length]
+        inputs = np.full((1, length), self.pad_id, np.int32)
+        inputs[0, :len(tokens)] = tokens
+        images = self.preprocessor.convert_images(check_images([image] if isinstance(image, bytes) else image[None]))
+        outputs = self({"images": images, "token_ids": tf.constant(inputs)}, training=False)
+        weights = ops.convert_to_numpy(outputs["attention"])[0]
+        side = int(round(math.sqrt(weights.shape[-1])))
+        return weights[:len(caption_ids)].reshape(len(caption_ids), side, side)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing,
+                "attention_regularizer": self.attention_regularizer, "max_length": self.max_length,
+                "length_penalty": self.length_penalty, "max_beam_width": self.max_beam_width}

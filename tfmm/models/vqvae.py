@@ -1,18 +1,13 @@
 import math
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
-from tfmm.layers.vector_quantizer import VectorQuantizer
-from tfmm.models.task import Task
-
-
-def _residual_block(x, width, name):
-    y = keras.layers.Activation("relu", name=f"{name}_act0")(x)
-    y = keras.layers.Conv2D(width, 3, padding="same", name=f"{name}_conv0")(y)
-    y = keras.layers.Activation("relu", name=f"{name}_act1")(y)
-    y = keras.layers.Conv2D(x.shape[-1], 1, name=f"{name}_conv1")(y)
-    return keras.layers.Add(name=f"{name}_add")([x, y])
+from tfmm.models.image_preprocessor import ImagePreprocessor
+from tfmm.models.task import Task, check_images
+from tfmm.models.vqvae_backbone import VQVAEBackbone
 
 
 @keras.saving.register_keras_serializable(package="tfmm")
@@ -49,88 +44,51 @@ class CodebookUsage(keras.metrics.Metric):
         return {**super().get_config(), "num_codes": self.num_codes}
 
 
+def to_uint8(images):
+    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+
+
 @keras.saving.register_keras_serializable(package="tfmm")
 class VQVAE(Task):
-    """A convolutional VQ-VAE: images ↔ grids of codebook indices (image tokens).
+    """Stage 1 of text-to-image: a `VQVAEBackbone` that turns images into tokens and back.
 
-    Encoder: a stem conv, `log2(downsample)` strided convs, residual blocks, a 1×1 conv to `code_dim`;
-    `VectorQuantizer`; decoder: the mirror image with transposed convs, sigmoid output in 0..1.
-    Inputs `images` (batch, S, S, 3) float 0..1; outputs `reconstruction` and `indices`
-    (batch, S/downsample, S/downsample). Trained with `model.fit(images, images)`: reconstruction MSE
-    plus the quantiser's losses; metrics `mse`, `psnr`, `codebook_usage`, `perplexity`.
-    `encode(images)` → indices, `decode(indices)` → images.
+    `fit` on raw `{"images"}` batches (the preprocessor converts them; the target is the input):
+    reconstruction MSE plus the quantiser's losses; metrics `mse`, `psnr`, `codebook_usage`,
+    `perplexity`. Raw inputs: `encode(images)` → token grids, `decode(tokens)` → uint8 images.
     """
 
-    def __init__(self, image_size=64, downsample=8, hidden_dim=128, residual_blocks=2, num_codes=256, code_dim=64,
-                 beta=0.25, ema_decay=0.99, **kwargs):
-        if downsample not in (4, 8):
-            raise ValueError(f"downsample must be 4 or 8, got {downsample}")
-        steps = int(math.log2(downsample))
-        images = keras.Input((image_size, image_size, 3), name="images")
-        x = keras.layers.Rescaling(2.0, offset=-1.0, name="rescale")(images)
-        x = keras.layers.Conv2D(hidden_dim // 2, 3, padding="same", name="stem")(x)
-        for i in range(steps):
-            x = keras.layers.Conv2D(hidden_dim, 4, strides=2, padding="same", activation="relu" if i < steps - 1 else None,
-                                    name=f"down{i}")(x)
-        for i in range(residual_blocks):
-            x = _residual_block(x, hidden_dim // 2, f"encoder_block{i}")
-        x = keras.layers.Activation("relu", name="encoder_act")(x)
-        z = keras.layers.Conv2D(code_dim, 1, name="to_codes")(x)
-        self.encoder = keras.Model(images, z, name="encoder")
+    backbone_cls = VQVAEBackbone
+    preprocessor_cls = ImagePreprocessor
 
-        grid = image_size // downsample
-        codes = keras.Input((grid, grid, code_dim), name="codes")
-        x = keras.layers.Conv2D(hidden_dim, 3, padding="same", name="from_codes")(codes)
-        for i in range(residual_blocks):
-            x = _residual_block(x, hidden_dim // 2, f"decoder_block{i}")
-        x = keras.layers.Activation("relu", name="decoder_act")(x)
-        for i in range(steps):
-            width = hidden_dim if i < steps - 1 else hidden_dim // 2
-            x = keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same", activation="relu", name=f"up{i}")(x)
-        x = keras.layers.Conv2D(3, 3, padding="same", name="to_pixels")(x)
-        pixels = keras.layers.Activation("sigmoid", dtype="float32", name="pixels")(x)
-        self.decoder = keras.Model(codes, pixels, name="decoder")
-
-        self.quantizer = VectorQuantizer(num_codes, code_dim, beta=beta, ema_decay=ema_decay, name="quantizer")
-        quantized = self.quantizer(self.encoder(images))
-        reconstruction = keras.layers.Identity(dtype="float32", name="reconstruction")(self.decoder(quantized["quantized"]))
-        super().__init__(inputs={"images": images},
-                         outputs={"reconstruction": reconstruction, "indices": quantized["indices"]}, **kwargs)
-        self.image_size, self.downsample, self.hidden_dim, self.residual_blocks = image_size, downsample, hidden_dim, residual_blocks
-        self.num_codes, self.code_dim, self.beta, self.ema_decay = num_codes, code_dim, beta, ema_decay
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        self.backbone, self.preprocessor = backbone, preprocessor
+        inputs = backbone.input
+        super().__init__(inputs=inputs, outputs=backbone(inputs), **kwargs)
         self.mse = keras.metrics.Mean(name="mse")
         self.psnr = PSNR(name="psnr")
-        self.usage = CodebookUsage(num_codes)
-
-    @property
-    def grid_size(self):
-        return self.image_size // self.downsample
+        self.usage = CodebookUsage(backbone.num_codes)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        mse = ops.mean(ops.square(ops.cast(y, "float32") - y_pred["reconstruction"]))
+        mse = ops.mean(ops.square(ops.cast(x["images"], "float32") - y_pred["reconstruction"]))
         return mse + sum(self.losses)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        self.mse.update_state(ops.mean(ops.square(ops.cast(y, "float32") - y_pred["reconstruction"])))
-        self.psnr.update_state(y, y_pred["reconstruction"])
+        self.mse.update_state(ops.mean(ops.square(ops.cast(x["images"], "float32") - y_pred["reconstruction"])))
+        self.psnr.update_state(x["images"], y_pred["reconstruction"])
         self.usage.update_state(y_pred["indices"])
         return self.get_metrics_result()
 
-    def encode(self, images):
-        """Images (batch, S, S, 3) 0..1 → token grids (batch, g, g) int32."""
-        z = self.encoder(images, training=False)
-        flat = ops.reshape(ops.cast(z, "float32"), (-1, self.code_dim))
-        return ops.reshape(self.quantizer.nearest(flat), ops.shape(z)[:-1])
+    def encode(self, images, batch_size=128):
+        """Raw images → token grids (n, g, g) int32."""
+        def run(images):
+            return {"tokens": self.backbone.encode(self.preprocessor.convert_images(images))}
 
-    def decode(self, indices):
-        """Token grids (batch, g, g) int → images (batch, S, S, 3) float 0..1."""
-        return self.decoder(self.quantizer.lookup(ops.cast(indices, "int32")), training=False)
+        return self.run_in_batches(self.graph_function("encode", run), {"images": check_images(images)}, batch_size)["tokens"]
 
-    def get_config(self):
-        return {"name": self.name, "image_size": self.image_size, "downsample": self.downsample,
-                "hidden_dim": self.hidden_dim, "residual_blocks": self.residual_blocks, "num_codes": self.num_codes,
-                "code_dim": self.code_dim, "beta": self.beta, "ema_decay": self.ema_decay}
+    def decode(self, tokens, batch_size=128):
+        """Token grids (n, g, g) → uint8 images (n, S, S, 3)."""
+        def run(tokens):
+            return {"images": to_uint8(self.backbone.decode(tokens))}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        tokens = np.asarray(tokens, np.int32)
+        return self.run_in_batches(self.graph_function("decode", run), {"tokens": tokens}, batch_size)["images"]

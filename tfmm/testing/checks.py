@@ -46,8 +46,8 @@ def tiny_retrieval_config(data_dir, output_dir, **train):
     config.data.image_size = 32
     config.data.data_dir = str(data_dir)
     config.data.batch_size = 16
-    config.model.image_encoder_size = "tiny"
-    config.model.text_encoder_size = "tiny"
+    config.model.image_encoder.size = "tiny"
+    config.model.text_encoder.size = "tiny"
     config.model.embedding_dim = 32
     config.model.sequence_length = 24
     config.train.epochs = train.get("epochs", 3)

@@ -1,4 +1,4 @@
-"""Callbacks beyond Keras' own: atomic best-model checkpoints."""
+"""Callbacks beyond Keras' own: atomic best-weights checkpoints."""
 
 import shutil
 
@@ -7,14 +7,15 @@ import keras
 from tfmm.files import atomic_write
 
 
-def atomic_save_model(model, path):
-    """Saves a `.keras` file through a temporary name and a rename: a crash never leaves a partial file."""
+def atomic_save_weights(model, path):
+    """Saves a `.weights.h5` file through a temporary name and a rename: a crash never leaves a partial file."""
     with atomic_write(path) as tmp:
-        model.save(tmp)
+        model.save_weights(tmp)
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Keeps `path` as the best model so far by `monitor` (or the last one when it is not logged)."""
+    """Keeps `path` (`.weights.h5`) as the best weights so far by `monitor` (or the last ones when it is
+    not logged); the run's preset is written from them when training ends."""
 
     def __init__(self, path, monitor="val_loss", write=True):
         super().__init__()
@@ -28,7 +29,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if value is None or value < self.best:
             self.best = value if value is not None else self.best
             if self.write:
-                atomic_save_model(self.model, self.path)
+                atomic_save_weights(self.model, self.path)
 
 
 def remove_tree(path):

@@ -13,6 +13,7 @@ from tfmm.train.optimizers import LayerwiseAdamW
 from tfmm.train.schedules import WarmupCosine
 from tfmm.train.strategy import is_chief
 
+BEST_WEIGHTS = "best.weights.h5"
 NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "log_scale", "embeddings", "position_embedding", "class_token"]
 
 
@@ -33,7 +34,7 @@ def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, w
     """Trains `train.epochs` epochs of `steps_per_epoch` steps from `train_stream()` (a factory of
     endless datasets whose n-th batch is the same in every one), with a step-level backup that
     resumes an interrupted run in the same `run_dir` exactly where it stopped, the best
-    model kept atomically, early stopping, TensorBoard and CSV logs, and a loss plot.
+    weights kept atomically (`best.weights.h5`), early stopping, TensorBoard and CSV logs, and a loss plot.
 
     Only the chief writes to `run_dir`; other workers write logs to a temporary directory
     that is removed afterwards, and their backups under `run_dir/backup/worker-<i>`.
@@ -49,7 +50,7 @@ def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, w
         print(f"resuming from the backup at step {step} ({backup_dir})")
     callbacks = [
         StepBackup(manager, train.backup_every_steps),
-        AtomicCheckpoint(out / "model.keras", monitor="val_loss" if validation_data is not None else "loss", write=chief),
+        AtomicCheckpoint(out / BEST_WEIGHTS, monitor="val_loss" if validation_data is not None else "loss", write=chief),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(step)),
         keras.callbacks.TensorBoard(str(out / "logs"), update_freq="epoch", write_graph=False),
     ]
@@ -75,6 +76,8 @@ def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, w
     if chief:
         model.save_weights(str(out / "final.weights.h5"))
         if history:
+            from tfmm.visualization import plot_history
+
             plot_history(history, out / "loss.png")
     print(f"finished at step {int(model.optimizer.iterations.numpy())}")
     # The run finished: nothing to resume. Each worker clears its own backups (the chief clearing
@@ -85,22 +88,3 @@ def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, w
     except OSError:  # another worker's backups are still there; the last one out removes the folder
         pass
     return history
-
-
-def plot_history(history, path):
-    """Training curves as a PNG beside the logs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for key, values in history.items():
-        if key.endswith("loss"):
-            axis.plot(range(1, len(values) + 1), values, label=key)
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("loss")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

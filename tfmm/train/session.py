@@ -1,12 +1,9 @@
-"""The part of training every app shares: strategy, seeds, precision, input sharding, compile, fit, run files.
-
-An app supplies its model factory, its training stream and validation data, and the files
-its run directory needs (vocabulary, answer list, ...):
+"""The part of training every app shares: strategy, seeds, precision, input sharding, compile, fit, and
+the run directory (`config.toml`, the best weights, logs, and the trained model as a preset).
 
     session = TrainingSession(config)              # first: a multi-worker strategy needs an untouched runtime
-    batch = session.per_worker_batch(config.data.batch_size)
     ...build datasets with session.shard...
-    chief = session.train("vqa", build_model, train_stream, validation, example_count, run_path, write_assets)
+    task = session.train("vqa", build_task, train_stream, validation, example_count, run_path)
 """
 
 import time
@@ -17,7 +14,8 @@ import tensorflow as tf
 
 from tfmm.config import save_config
 from tfmm.errors import TfmmError
-from tfmm.train.fit import fit, make_optimizer
+from tfmm.models.presets import PRESET_DIR, from_preset, save_preset
+from tfmm.train.fit import BEST_WEIGHTS, fit, make_optimizer
 from tfmm.train.precision import set_precision
 from tfmm.train.strategy import choose_strategy, is_chief
 
@@ -46,14 +44,15 @@ class TrainingSession:
     def per_worker_batch(self, global_batch):
         return per_worker_batch(global_batch, self.shard)
 
-    def train(self, task, build_model, train_stream, validation_data, example_count, run_path, write_assets,
+    def train(self, task, build_model, train_stream, validation_data, example_count, run_path,
               learning_rate_multipliers=None):
-        """Compiles `build_model()` under the strategy and fits it; returns the model on the chief, else None.
+        """Compiles `build_model()` (a `tfmm.models.Task`) under the strategy and fits it on raw batches
+        (its preprocessor maps them); on the chief, writes the best weights as the preset
+        `run_path/preset` and returns the task loaded from it, elsewhere None.
 
         `train_stream()` makes a fresh, endless stream whose n-th batch is the same every time
         (so an interrupted run in the same `run_path` resumes exactly); `example_count` is the
-        size of this worker's epoch in pipeline examples; `write_assets(run_path)` writes the
-        app's own files beside the config; `learning_rate_multipliers(model)` may give
+        size of this worker's epoch in pipeline examples; `learning_rate_multipliers(model)` may give
         {variable path: factor} for parts that train more slowly (pretrained encoders).
         """
         config = self.config
@@ -73,7 +72,6 @@ class TrainingSession:
         if chief:
             run_path.mkdir(parents=True, exist_ok=True)
             save_config(config, run_path / "config.toml")
-            write_assets(run_path)
         print(f"training {task}: {model.count_params():,} parameters, {self.policy}, "
               f"{self.strategy.num_replicas_in_sync} replica(s), {steps} steps × {config.train.epochs} epochs → {run_path}")
         started = time.time()
@@ -81,7 +79,13 @@ class TrainingSession:
             worker_index=self.worker_index, num_workers=self.num_workers)
         print(f"trained in {time.time() - started:.0f} s")
         keras.mixed_precision.set_global_policy("float32")
-        return model if chief else None
+        if not chief:
+            return None
+        if (run_path / BEST_WEIGHTS).is_file():
+            model.load_weights(run_path / BEST_WEIGHTS)
+        save_preset(model, run_path / PRESET_DIR)
+        print(f"saved the best model as a preset: {run_path / PRESET_DIR}")
+        return from_preset(run_path / PRESET_DIR)  # under the float32 policy, as anyone loading it later
 
 
 def per_worker_batch(global_batch, shard):

@@ -10,6 +10,7 @@ with the same lower-casing and punctuation removal in Python.
 import collections
 import re
 import shutil
+import time
 
 from tfmm.errors import TfmmError
 
@@ -83,3 +84,33 @@ def object_correctness(captions, objects, colours, shapes):
             missing, invented = sorted((wanted - named).elements()), sorted((named - wanted).elements())
             mistakes[f"{'+'.join(missing) or '-'} → {'+'.join(invented) or '-'}"] += 1
     return correct / max(len(captions), 1), mistakes
+
+
+def evaluate_captions(task, dataset, object_words=None, beam_width=1, sampling=None, length_penalty=None,
+                      max_length=None, batch_size=64):
+    """Captions every image of `dataset` (`{"image", "captions", "objects"}`) and scores them against all
+    its references: BLEU-1…4, METEOR (with Java), ROUGE-L, CIDEr-D, and — with `object_words`
+    (colours, shapes) and known objects — the share of captions naming every object right. Also
+    captions per second and three examples."""
+    references, hypotheses, objects, seconds = {}, {}, [], 0.0
+    for batch in dataset.ragged_batch(batch_size).prefetch(2):
+        started = time.perf_counter()
+        captions = task.caption_details(batch["image"].numpy(), beam_width, length_penalty, max_length,
+                                        sampling)["captions"]
+        seconds += time.perf_counter() - started
+        for refs, beams, truth in zip(batch["captions"].to_list(), captions, batch["objects"].numpy()):
+            key = len(references)
+            references[key] = [r.decode() for r in refs]
+            hypotheses[key] = beams[0][0]
+            objects.append(truth.decode())
+    if not references:
+        raise TfmmError("no image to evaluate")
+    metrics = caption_metrics(references, hypotheses)
+    if object_words and all(objects):
+        share, mistakes = object_correctness([hypotheses[k] for k in sorted(hypotheses)], objects, *object_words)
+        metrics["object_correctness"] = share
+        metrics["top_object_mistakes"] = ", ".join(f"{m} ×{n}" for m, n in mistakes.most_common(3)) or "none"
+    metrics["images"] = len(references)
+    metrics["captions_per_second"] = len(references) / seconds
+    metrics["examples"] = [{"caption": hypotheses[k], "references": references[k][:2]} for k in range(min(3, len(references)))]
+    return metrics

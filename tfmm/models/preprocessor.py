@@ -1,0 +1,101 @@
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+from tfmm.errors import TfmmError
+from tfmm.layers.image_converter import ImageConverter
+from tfmm.text.word_piece_tokenizer import WordPieceTokenizer
+
+__all__ = ["ImageConverter", "Preprocessor", "WordPieceTokenizer"]  # registered for presets of any task
+
+
+class Preprocessor(keras_hub.models.Preprocessor):
+    """Base of the tasks' preprocessors: raw inputs (image bytes or uint8 pixels, strings, label names)
+    → the tensors the model takes, in `tf.data`, in `predict` and inside every export alike.
+
+    Holds a `tokenizer` (`tfmm.text.WordPieceTokenizer`) with a `[CLS] … [SEP]` packer to
+    `sequence_length` tokens, and/or an `image_converter` (`tfmm.layers.ImageConverter`); subclasses add
+    the task's assets (answer vocabulary, class lists) and implement `call(x, y=None, sample_weight=None)`
+    as keras-hub's preprocessors do. `save_to_preset` writes `preprocessor.json` and the tokenizer's
+    vocabulary as a preset asset.
+    """
+
+    def __init__(self, tokenizer=None, image_converter=None, sequence_length=None, **kwargs):
+        super().__init__(**kwargs)
+        self.tokenizer = tokenizer
+        self.image_converter = image_converter
+        self.sequence_length = sequence_length
+        self.packer = None
+
+    def build(self, input_shape=None):
+        # The packer needs the vocabulary's special ids, which a preset loads after construction.
+        if self.tokenizer is not None and self.packer is None:
+            self.packer = keras_hub.layers.StartEndPacker(
+                sequence_length=self.sequence_length, start_value=self.tokenizer.start_id,
+                end_value=self.tokenizer.end_id, pad_value=self.tokenizer.pad_id, return_padding_mask=True,
+            )
+        self.built = True
+
+    # ------------------------------------------------------------------------------------------ text
+
+    @property
+    def vocabulary(self):
+        return list(self.tokenizer.get_vocabulary())
+
+    @property
+    def vocabulary_size(self):
+        return self.tokenizer.vocabulary_size()
+
+    def tokenize(self, texts):
+        """Strings of any shape (...) → `token_ids` and `padding_mask` int32 (..., sequence_length)."""
+        if not self.built:
+            self.build()
+        texts = tf.convert_to_tensor(texts, tf.string)
+        flat = tf.reshape(texts, [-1])
+        token_ids, padding_mask = self.packer(self.tokenizer(flat))
+        shape = tf.concat([tf.shape(texts), [self.sequence_length]], 0)
+        return {"token_ids": tf.reshape(tf.cast(token_ids, tf.int32), shape),
+                "padding_mask": tf.reshape(tf.cast(padding_mask, tf.int32), shape)}
+
+    def tokenize_numpy(self, texts):
+        """The host-side twin of `tokenize` for a list of strings: keras-hub's pure-Python WordPiece
+        path, which needs no TensorFlow graph (TFLite hosts tokenize with it)."""
+        if not self.built:
+            self.build()
+        token_ids, padding_mask = self.packer(self.tokenizer([str(t) for t in texts]))
+        return {"token_ids": np.asarray(token_ids, np.int32), "padding_mask": np.asarray(padding_mask, np.int32)}
+
+    def known_words(self, token_ids):
+        """Per sequence, the word pieces the vocabulary knows (special and unknown tokens not counted)."""
+        ignored = tf.constant(self.tokenizer.special_ids)
+        known = ~tf.reduce_any(tf.convert_to_tensor(token_ids)[..., None] == ignored, axis=-1)
+        return tf.reduce_sum(tf.cast(known, tf.int32), axis=-1)
+
+    def detokenize(self, token_ids):
+        return self.tokenizer.decode(token_ids)
+
+    def check_texts(self, texts, what="text", require_known_words=False):
+        """Host-side check of raw strings a user passed: none empty, and optionally each with a word the
+        model knows; a failure names the text by its index."""
+        texts = [str(t) for t in texts]
+        for index, text in enumerate(texts):
+            if not text.strip():
+                raise TfmmError(f"{what} #{index} is empty")
+        if require_known_words:
+            known = self.known_words(self.tokenize_numpy(texts)["token_ids"]).numpy()
+            for index, count in enumerate(known):
+                if count == 0:
+                    raise TfmmError(f"{what} #{index} {texts[index]!r} has no word the model knows")
+        return texts
+
+    # ---------------------------------------------------------------------------------------- images
+
+    @property
+    def image_size(self):
+        return self.image_converter.side if self.image_converter is not None else None
+
+    def convert_images(self, images):
+        return self.image_converter(images)
+
+    def get_config(self):
+        return {**super().get_config(), "sequence_length": self.sequence_length}

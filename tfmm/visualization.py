@@ -1,0 +1,113 @@
+"""Pictures a person looks at: training curves, attention over images, caption attention per word,
+sample grids. One module, so every app draws the same way; matplotlib runs headless (Agg)."""
+
+import math
+
+import numpy as np
+from PIL import Image
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path, dpi=100):
+    plt = _pyplot()
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
+
+
+def _as_float(image):
+    image = np.asarray(image)
+    return image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else np.clip(image, 0, 1)
+
+
+def plot_history(history, path):
+    """Training curves ({metric: values per epoch}) as a PNG: every loss."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for key, values in history.items():
+        if key.endswith("loss"):
+            axis.plot(range(1, len(values) + 1), values, label=key)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss")
+    axis.legend()
+    return _save(figure, path)
+
+
+def _overlay(axis, image, weights):
+    image = _as_float(image)
+    side = int(round(math.sqrt(weights.size)))
+    axis.imshow(image)
+    axis.imshow(weights.reshape(side, side), cmap="inferno", alpha=0.55, extent=(0, image.shape[1], image.shape[0], 0),
+                interpolation="bilinear")
+    axis.axis("off")
+
+
+def plot_attention(images, maps, title, path):
+    """One panel per (image, attention over its region grid): a question's attention over an image,
+    or over each frame a clip model's frame heads picked."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(maps), figsize=(4 * len(maps), 4.4), squeeze=False)
+    for axis, image, weights in zip(axes[0], images, maps):
+        _overlay(axis, image, np.asarray(weights))
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_caption(image, words, maps, caption, path):
+    """The image, then one panel per generated word with that word's attention over the image."""
+    plt = _pyplot()
+    columns = 6
+    rows = math.ceil((len(words) + 1) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    axes.flat[0].imshow(_as_float(image))
+    axes.flat[0].set_title("input", fontsize=9)
+    for axis, word, weights in zip(axes.flat[1:], words, maps):
+        _overlay(axis, image, np.asarray(weights))
+        axis.set_title(word, fontsize=10)
+    figure.suptitle(caption, fontsize=11)
+    return _save(figure, path, dpi=90)
+
+
+def image_grid(images, rows, path, titles=None):
+    """Images in a grid (row by row) with a title at the start of each row (a prompt, a query)."""
+    plt = _pyplot()
+    columns = math.ceil(len(images) / rows)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns + 2.5, 1.7 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for index, image in enumerate(images):
+        axes.flat[index].imshow(_as_float(image))
+    for row, title in enumerate(titles or []):
+        axes[row, 0].set_title(title, fontsize=8, loc="left")
+    return _save(figure, path)
+
+
+def plot_probabilities(labels, probabilities, title, path):
+    """Horizontal bars of class probabilities, most likely on top."""
+    plt = _pyplot()
+    order = np.argsort(probabilities)[::-1]
+    figure, axis = plt.subplots(figsize=(5, 0.35 * len(order) + 1.2))
+    axis.barh([labels[i] for i in order][::-1], [float(probabilities[i]) for i in order][::-1], color="#4477aa")
+    axis.set_xlim(0, 1)
+    axis.set_title(title, fontsize=10)
+    return _save(figure, path)
+
+
+def save_png(image, path):
+    """One uint8 (or 0..1 float) image as a PNG file."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    Image.fromarray(image).save(path)
+    return path
