@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tfmm.errors import TfmmError
 from tfmm.export import caption_on_device
-from tfmm.export.saved_model import task_archive, write_export
+from tfmm.export.saved_model import add_endpoint, task_archive, write_export
 from tfmm.export.tflite import check_builtin_ops, convert_saved_model, function_saved_model
 
 TFLITE_QUANTIZATIONS = ("float32", "dynamic_int8")  # full int8 would need calibrating a recurrent state
@@ -58,9 +58,8 @@ def build_archive(model, beam_width):
                 "top_scores": out["scores"]}
 
     image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
-    for endpoint in ("serving_default", "caption"):
-        archive.add_endpoint(endpoint, lambda image_bytes: caption(image_bytes, tf.constant(beam_width)),
-                             input_signature=[image_bytes])
+    add_endpoint(archive, ["serving_default", "caption"], lambda image_bytes: caption(image_bytes, tf.constant(beam_width)),
+                 [image_bytes])
     archive.add_endpoint("caption_beam", caption,
                          input_signature=[image_bytes, tf.TensorSpec([], tf.int32, name="beam_width")])
     archive.add_endpoint("caption_tensors", lambda images: {"token_ids": model.generate(images, max_length)["token_ids"][:, 0]},

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from tfmm.export.saved_model import task_archive, write_export
+from tfmm.export.saved_model import add_endpoint, task_archive, write_export
 from tfmm.export.tflite import write_tflite_models
 
 
@@ -42,8 +42,7 @@ def build_archive(model):
         return {f"{task}_probabilities": result[f"{task}_probabilities"] for task in model.tasks}
 
     specs = [tf.TensorSpec([None], tf.string, name="image_bytes"), tf.TensorSpec([None], tf.string, name="text")]
-    archive.add_endpoint("serving_default", classify, input_signature=specs)
-    archive.add_endpoint("classify", classify, input_signature=specs)
+    add_endpoint(archive, ["serving_default", "classify"], classify, specs)
     archive.add_endpoint("classify_tensors", classify_tensors, input_signature=[
         tf.TensorSpec([None, size, size, 3], tf.float32, name="images"),
         tf.TensorSpec([None, length], tf.int32, name="token_ids"),

@@ -15,7 +15,7 @@ with `tflite/parity.json` (cosine similarity to the Keras embeddings on sample i
 import numpy as np
 import tensorflow as tf
 
-from tfmm.export.saved_model import task_archive, write_export
+from tfmm.export.saved_model import add_endpoint, task_archive, write_export
 from tfmm.export.tflite import write_tflite_models
 
 
@@ -66,8 +66,7 @@ def build_archive(retriever):
         return {"embedding": text_model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)["embedding"]}
 
     image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
-    archive.add_endpoint("serving_default", embed_image, input_signature=[image_bytes])
-    archive.add_endpoint("embed_image", embed_image, input_signature=[image_bytes])
+    add_endpoint(archive, ["serving_default", "embed_image"], embed_image, [image_bytes])
     archive.add_endpoint("embed_text", embed_text, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     archive.add_endpoint("zero_shot", zero_shot,
                          input_signature=[image_bytes, tf.TensorSpec([None], tf.string, name="class_names")])

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmm.export.saved_model import task_archive, write_export
+from tfmm.export.saved_model import add_endpoint, task_archive, write_export
 from tfmm.export.tflite import write_tflite_models
 from tfmm.models.vqvae import to_uint8
 
@@ -55,8 +55,7 @@ def build_archive(model):
 
     inputs = [tf.TensorSpec([None], tf.string, name="prompt"), tf.TensorSpec([], tf.int64, name="seed"),
               tf.TensorSpec([], tf.float32, name="temperature"), tf.TensorSpec([], tf.int32, name="top_k")]
-    archive.add_endpoint("serving_default", generate, input_signature=inputs)
-    archive.add_endpoint("generate", generate, input_signature=inputs)
+    add_endpoint(archive, ["serving_default", "generate"], generate, inputs)
     archive.add_endpoint("encode", encode, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     archive.add_endpoint("decode", decode, input_signature=[tf.TensorSpec([None, grid, grid], tf.int32, name="tokens")])
     return archive

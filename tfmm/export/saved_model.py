@@ -79,6 +79,16 @@ def task_archive(task, *tracked):
     return archive
 
 
+def add_endpoint(archive, names, fn, input_signature):
+    """Registers `fn` under each of `names` (`serving_default` and its own name, say), traced once."""
+    names = [names] if isinstance(names, str) else list(names)
+    traced = archive.add_endpoint(names[0], fn, input_signature=input_signature)
+    traced.get_concrete_function()
+    for name in names[1:]:
+        archive.add_endpoint(name, traced)
+    return traced
+
+
 def write_export(base_dir, name, archive, config, vocabulary, extra_files=None, write_tflite=None):
     """Writes the next version of `name` the way every app exports, and returns its directory.
 

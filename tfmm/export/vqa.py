@@ -16,7 +16,7 @@ and `tflite/answerer_{float32,dynamic_int8,int8}.tflite` with the two text files
 import numpy as np
 import tensorflow as tf
 
-from tfmm.export.saved_model import task_archive, write_export
+from tfmm.export.saved_model import add_endpoint, task_archive, write_export
 from tfmm.export.tflite import write_tflite_models
 
 
@@ -43,8 +43,7 @@ def build_archive(model):
     media = (tf.TensorSpec([None, frames], tf.string, name="frames") if frames
              else tf.TensorSpec([None], tf.string, name="image_bytes"))
     question = tf.TensorSpec([None], tf.string, name="question")
-    archive.add_endpoint("serving_default", answer, input_signature=[media, question])
-    archive.add_endpoint("answer", answer, input_signature=[media, question])
+    add_endpoint(archive, ["serving_default", "answer"], answer, [media, question])
     image_shape = ([frames] if frames else []) + [size, size, 3]
     archive.add_endpoint("answer_tensors", answer_tensors, input_signature=[
         tf.TensorSpec([None, *image_shape], tf.float32, name="images"),

@@ -27,6 +27,11 @@ class Preprocessor(keras_hub.models.Preprocessor):
         self.sequence_length = sequence_length
         self.packer = None
 
+    def __call__(self, x, y=None, sample_weight=None, **kwargs):
+        # Keras refuses nests that mix tensors and arrays; raw inputs often come as both.
+        x, y, sample_weight = (_as_tensors(part) for part in (x, y, sample_weight))
+        return super().__call__(x, y=y, sample_weight=sample_weight, **kwargs)
+
     def build(self, input_shape=None):
         # The packer needs the vocabulary's special ids, which a preset loads after construction.
         if self.tokenizer is not None and self.packer is None:
@@ -99,3 +104,14 @@ class Preprocessor(keras_hub.models.Preprocessor):
 
     def get_config(self):
         return {**super().get_config(), "sequence_length": self.sequence_length}
+
+
+def _as_tensors(value):
+    """Arrays and lists of strings or bytes inside dicts as tensors (other values as they are)."""
+    if isinstance(value, dict):
+        return {key: _as_tensors(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return tf.convert_to_tensor(value)
+    if isinstance(value, (np.ndarray, list)) and len(value) and not isinstance(value, tf.Tensor):
+        return tf.constant(value.tolist() if isinstance(value, np.ndarray) else value, tf.string)
+    return value

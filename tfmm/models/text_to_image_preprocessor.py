@@ -1,4 +1,5 @@
 import keras
+import tensorflow as tf
 
 from tfmm.models.preprocessor import Preprocessor
 
@@ -16,5 +17,5 @@ class TextToImagePreprocessor(Preprocessor):
         inputs = {"text_ids": self.tokenize(x["prompts"])["token_ids"]}
         if "image_ids" not in x:
             return inputs
-        inputs["image_ids"] = x["image_ids"]
-        return keras.utils.pack_x_y_sample_weight(inputs, x["image_ids"], sample_weight)
+        inputs["image_ids"] = tf.convert_to_tensor(x["image_ids"], tf.int32)
+        return keras.utils.pack_x_y_sample_weight(inputs, inputs["image_ids"], sample_weight)

@@ -1,0 +1,84 @@
+import io
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfmm.errors import TfmmError
+from tfmm.testing import check_fit, check_keras_round_trip, raw_dataset, tiny_tasks
+
+TEXTS = ["a small red circle", "is there a green square", "a white shape", "no purple triangle"]
+
+
+def png(image):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_embeddings_are_unit_vectors_and_the_towers_agree_with_the_pair_model():
+    task = tiny_tasks.retriever()
+    x = task.preprocessor({"images": tiny_tasks.images(4), "text": np.array(TEXTS)})
+    out = task(x)
+    for key in ("image_embedding", "text_embedding"):
+        np.testing.assert_allclose(np.linalg.norm(out[key], axis=-1), np.ones(4), rtol=1e-5)
+    np.testing.assert_allclose(task.embed_images(tiny_tasks.images(4)), out["image_embedding"], atol=1e-6)
+    np.testing.assert_allclose(task.embed_texts(TEXTS), out["text_embedding"], atol=1e-6)
+
+
+def test_bytes_and_pixels_of_one_image_give_one_embedding():
+    task = tiny_tasks.retriever()
+    pixels = tiny_tasks.images(2, size=16)
+    np.testing.assert_allclose(task.embed_images([png(p) for p in pixels]), task.embed_images(pixels), atol=1e-6)
+
+
+def test_zero_shot_averages_templates_into_one_classifier_per_class():
+    task = tiny_tasks.retriever()
+    classes, templates = ["red circle", "blue star", "white cross"], ["a {}", "just a {}"]
+    result = task.zero_shot(tiny_tasks.images(5), classes, templates)
+    prompts = task.embed_texts([t.replace("{}", c) for c in classes for t in templates]).reshape(3, 2, -1).mean(1)
+    prompts /= np.linalg.norm(prompts, axis=-1, keepdims=True)
+    logits = float(task.head.scale()) * task.embed_images(tiny_tasks.images(5)) @ prompts.T
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(result["probabilities"], expected / expected.sum(-1, keepdims=True), atol=1e-5)
+    assert result["labels"] == [classes[i] for i in logits.argmax(-1)]
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda t: t.embed_images(np.zeros((2, 16, 16, 3), np.float32)), "uint8 pixels"),
+    (lambda t: t.embed_images("photo.png"), "got str"),
+    (lambda t: t.embed_texts(["a red circle", "  "]), "text #1 is empty"),
+    (lambda t: t.zero_shot(tiny_tasks.images(1), ["red circle"], ["no placeholder"]), "must contain '{}'"),
+])
+def test_bad_raw_inputs_are_named(call, message):
+    with pytest.raises(TfmmError, match=message):
+        call(tiny_tasks.retriever())
+
+
+def test_fit_lowers_the_loss_and_the_temperature_round_trips():
+    keras.utils.set_random_seed(0)
+    task = tiny_tasks.retriever()
+    x = {"images": tiny_tasks.images(4), "text": np.array(TEXTS)}
+    task.compile(optimizer=keras.optimizers.Adam(3e-3))
+    before = task.evaluate(raw_dataset(x, batch_size=4), verbose=0)
+    task.fit(raw_dataset(x, batch_size=4).repeat(), steps_per_epoch=15, epochs=1, verbose=0)
+    after = task.evaluate(raw_dataset(x, batch_size=4), verbose=0)
+    assert after < 0.5 * before, (before, after)
+    task.head.log_scale.assign(2.0)
+    loaded = check_keras_round_trip(task, task.preprocessor(x))
+    assert float(loaded.head.log_scale.numpy()) == 2.0
+
+
+def test_mixed_precision_keeps_embeddings_and_temperature_in_float32():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        task = tiny_tasks.retriever()
+        x = {"images": tiny_tasks.images(4), "text": np.array(TEXTS)}
+        out = task(task.preprocessor(x))
+        assert task.backbone.image_encoder.compute_dtype == "bfloat16"
+        assert out["image_embedding"].dtype == "float32" and out["text_embedding"].dtype == "float32"
+        assert task.head.log_scale.dtype == "float32"
+        check_fit(task, raw_dataset(x, batch_size=4), steps=1)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
