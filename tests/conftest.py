@@ -30,14 +30,13 @@ def tiny_config(tfds_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_run(tiny_config):
     """One tiny retrieval model trained for a few epochs, shared by the export and app tests."""
-    from tfmm.apps import retrieval
+    from tfmm.apps.retrieval import Retrieval
+    from tfmm.testing import train_app
 
-    return retrieval.train(tiny_config)
+    return train_app(Retrieval(), tiny_config)
 
 
 @pytest.fixture(scope="session")
 def exported(trained_run):
     """The trained run exported once (SavedModel + TFLite in all quantizations)."""
-    from tfmm.apps import retrieval
-
-    return retrieval.export(trained_run)
+    return trained_run.export()

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tfmm.losses import CONTRASTIVE_LOSSES, infonce_loss, triplet_margin_loss
 from tfmm.errors import TfmmError
+from tfmm.losses import CONTRASTIVE_LOSSES, infonce_loss, triplet_margin_loss
 
 
 def _unit(x):

@@ -155,6 +155,27 @@ class SamplingConfig:
     seed: int = 0
 
 
+def app_config(name, data, model, train=None, export=None, quantizations=QUANTIZATIONS, **sections):
+    """An app's config class: its `data` and `model` sections (dataclasses), its own further `sections`
+    ({name: dataclass or default instance}), then `train` and `export` with the app's defaults (instances).
+    `quantizations`: the TFLite quantizations the app's models convert to; others are config errors."""
+
+    def factory(value):
+        return (lambda: copy.deepcopy(value)) if not isinstance(value, type) else value
+
+    parts = {"data": data, "model": model, **sections, "train": train or TrainConfig(), "export": export or ExportConfig()}
+    fields = [(key, value if isinstance(value, type) else type(value), dataclasses.field(default_factory=factory(value)))
+              for key, value in parts.items()]
+
+    def validate(self, root):
+        unsupported = [q for q in self.export.tflite_quantization if q not in quantizations]
+        if unsupported:
+            raise TfmmError(f"export.tflite_quantization {unsupported}: this app's models convert to "
+                            f"{', '.join(quantizations)}")
+
+    return dataclasses.make_dataclass(name, fields, namespace={"validate": validate, "__module__": model.__module__})
+
+
 # ------------------------------------------------------------------------------------------ loading
 
 
@@ -273,7 +294,10 @@ def apply_overrides(data, overrides):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise TfmmError(f"--set {key}: {part} is not a section")
-        node[parts[-1]] = value
+        if isinstance(node.get(parts[-1]), dict) and isinstance(value, str):
+            node[parts[-1]]["name"] = value  # `model.fusion.num_heads=2` then `model.fusion=x`: both apply
+        else:
+            node[parts[-1]] = value
     return data
 
 

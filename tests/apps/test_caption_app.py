@@ -2,15 +2,17 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from tfmm.apps import caption
-from tfmm.data import ImageCheck
+from tfmm.data import DataChecks
+from tfmm.evaluation import caption as caption_evaluation
 from tfmm.export.tflite import op_names
+from tfmm.layers import decoder_options
+from tfmm.testing import check_in_fresh_process, train_app
 
 
 def run_cli(*argv):
@@ -23,13 +25,10 @@ def tiny_caption_config(tfds_dir, output_dir, decoder="gru_attention", epochs=20
     config.data.data_dir = str(tfds_dir)
     config.data.image_size = 32
     config.data.batch_size = 16
-    config.model.image_encoder_size = "tiny"
-    config.model.decoder = decoder
-    config.model.hidden_dim = 32
-    config.model.embedding_dim = 32
-    config.model.attention_dim = 16
-    config.model.intermediate_dim = 64
-    config.model.decoder_heads = 2
+    config.model.image_encoder.size = "tiny"
+    config.model.decoder = (decoder_options("gru_attention", hidden_dim=32, embedding_dim=32, attention_dim=16)
+                            if decoder == "gru_attention" else
+                            decoder_options("transformer", hidden_dim=32, num_heads=2, intermediate_dim=64))
     config.model.vocabulary_size = 120
     config.decode.max_beam_width = 4
     config.train.epochs = epochs
@@ -42,24 +41,28 @@ def tiny_caption_config(tfds_dir, output_dir, decoder="gru_attention", epochs=20
 
 @pytest.fixture(scope="module")
 def caption_run(tfds_dir, tmp_path_factory):
-    return caption.train(tiny_caption_config(tfds_dir, tmp_path_factory.mktemp("caption_runs")))
+    return train_app(caption.Caption(), tiny_caption_config(tfds_dir, tmp_path_factory.mktemp("caption_runs")))
 
 
 @pytest.fixture(scope="module")
 def caption_export(caption_run):
-    return caption.export(caption_run)
+    return caption_run.export()
+
+
+def examples_of(caption_run):
+    return caption_run.runner.app.load_split(caption_run.config, "test", DataChecks())
 
 
 @pytest.fixture(scope="module")
 def test_image(caption_run, tmp_path_factory):
-    example = next(caption.examples(caption_run.config, "test", ImageCheck()).as_numpy_iterator())
+    example = next(examples_of(caption_run).as_numpy_iterator())
     path = tmp_path_factory.mktemp("images") / "scene.png"
     Image.fromarray(example["image"]).save(path)
     return path
 
 
 def test_training_writes_the_run_and_lowers_the_loss(caption_run):
-    for name in ("model.keras", "config.toml", "vocabulary.txt", "history.csv"):
+    for name in ("preset/task.json", "config.toml", "history.csv"):
         assert (caption_run.path / name).is_file(), name
     rows = (caption_run.path / "history.csv").read_text().splitlines()
     column = rows[0].split(",").index("loss")
@@ -71,8 +74,7 @@ def test_eval_scores_every_test_image_against_all_references(caption_run, tmp_pa
     out = tmp_path / "eval.json"
     assert run_cli("eval", "--model", caption_run.path, "--beam-width", 2, "--output", out) == 0
     metrics = json.loads(out.read_text())
-    test_images = sum(1 for _ in caption.examples(caption_run.config, "test", ImageCheck()))
-    assert metrics["images"] == test_images and metrics["method"] == "beam width 2"
+    assert metrics["images"] == sum(1 for _ in examples_of(caption_run)) and metrics["method"] == "beam width 2"
     for key in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider_d", "object_correctness"):
         assert 0.0 <= metrics[key] <= (10.0 if key == "cider_d" else 1.0), key
     assert metrics["rouge_l"] > 0.25  # the tiny model writes caption-shaped text ("a small red square")
@@ -85,19 +87,17 @@ def test_eval_hands_every_reference_to_the_coco_metrics(caption_run, monkeypatch
         seen.update(references=references, hypotheses=hypotheses)
         return {}
 
-    monkeypatch.setattr(caption, "caption_metrics", capture)
-    dataset = caption.examples(caption_run.config, "test", ImageCheck())
-    caption.evaluate(caption_run, dataset, beam_width=1)
-    expected = [[c.decode() for c in e["captions"]] for e in dataset.as_numpy_iterator()]
+    monkeypatch.setattr(caption_evaluation, "caption_metrics", capture)
+    caption_run.evaluate("test", beam_width=1)
+    expected = [[c.decode() for c in e["captions"]] for e in examples_of(caption_run).as_numpy_iterator()]
     assert [seen["references"][k] for k in sorted(seen["references"])] == expected
     assert all(len(refs) == 5 for refs in expected) and len(seen["hypotheses"]) == len(expected)
 
 
 def test_beam_search_never_scores_below_greedy(caption_run):
-    images = np.stack([e["image"] for e in caption.examples(caption_run.config, "test", ImageCheck())
-                       .take(8).as_numpy_iterator()]).astype(np.float32) / 255.0
-    greedy = caption_run.caption(images, beam_width=1)
-    beams = caption_run.caption(images, beam_width=4)
+    images = np.stack([e["image"] for e in examples_of(caption_run).take(8).as_numpy_iterator()])
+    greedy = caption_run.task.caption_details(images, beam_width=1)["captions"]
+    beams = caption_run.task.caption_details(images, beam_width=4)["captions"]
     for one, four in zip(greedy, beams):
         assert len(one) == 1 and len(four) == 4
         assert [s for _, s in four] == sorted((s for _, s in four), reverse=True)
@@ -116,10 +116,12 @@ def test_predict_writes_the_caption_and_an_attention_plot(caption_run, test_imag
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--beam-width", 0], "beam width must be between 1 and decode.max_beam_width (4), got 0"),
-    (["--beam-width", 5], "got 5"),
-    (["--max-length", 0], "decode.max_length must be at least 1, got 0"),
-    (["--sample", "--temperature", 0], "decode.temperature must be above 0, got 0"),
+    (["--beam-width", 0], "decode.beam_width must be above 0, got 0"),
+    (["--beam-width", 5], "decode.beam_width 5 is above decode.max_beam_width 4"),
+    (["--max-length", 0], "decode.max_length must be above 0, got 0"),
+    (["--max-length", 200], "max_length must be between 1 and 124"),
+    (["--sample", "--temperature", 0], "sampling.temperature must be above 0, got 0.0"),
+    (["--sample", "--top-k", -1], "sampling.top_k must be at least 0, got -1"),
 ])
 def test_bad_decoding_settings_are_named(caption_run, test_image, capsys, argv, message):
     assert run_cli("predict", test_image, "--model", caption_run.path, *argv) == 2
@@ -133,39 +135,18 @@ def test_an_image_that_does_not_decode_is_named(caption_run, tmp_path, capsys):
     assert "broken.png" in capsys.readouterr().err
 
 
-SERVE = textwrap.dedent("""
-    import json, sys
-    import tensorflow as tf
-    assert "tfmm" not in sys.modules
-    model = tf.saved_model.load(sys.argv[1])
-    image = open(sys.argv[2], "rb").read()
-    out = model.signatures["caption"](image_bytes=tf.constant([image, image]))
-    beam = model.signatures["caption_beam"](image_bytes=tf.constant([image]), beam_width=tf.constant(2))
-    errors = []
-    for call in (lambda: model.signatures["caption_beam"](image_bytes=tf.constant([image]), beam_width=tf.constant(0)),
-                 lambda: model.signatures["caption"](image_bytes=tf.constant([b"junk"]))):
-        try:
-            call()
-        except tf.errors.InvalidArgumentError as error:
-            errors.append(error.message)
-    print(json.dumps({"caption": [c.decode() for c in out["caption"].numpy()],
-                      "top": out["top_captions"].shape.as_list(), "scores": out["score"].numpy().tolist(),
-                      "beam": [c.decode() for c in beam["top_captions"].numpy()[0]], "errors": errors}))
-""")
-
-
-def test_saved_model_captions_image_bytes_without_tfmm(caption_run, caption_export, test_image):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-c", SERVE, str(caption_export), str(test_image)], capture_output=True,
-                          text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    image = caption.load_image(test_image, caption_run)
-    expected = caption_run.caption(image[None])[0]  # the configured beam width (3)
-    assert result["caption"] == [expected[0][0]] * 2 and result["top"] == [2, 3]
-    assert result["scores"][0] == pytest.approx(expected[0][1], abs=1e-4)
-    assert result["beam"] == [c for c, _ in caption_run.caption(image[None], beam_width=2)[0]]
-    assert "beam_width must be between 1 and 4, got" in result["errors"][0] and len(result["errors"]) == 2
+def test_saved_model_and_preset_caption_alike_in_a_fresh_process(caption_run, caption_export, test_image, tmp_path):
+    image = test_image.read_bytes()
+    served = check_in_fresh_process(
+        {"caption": (caption_run.task, "task.caption(inputs['images'], beam_width=3)", {"images": [image]})},
+        tmp_path, caption_export, {
+            "caption": {"image_bytes": np.array([image, image], dtype=object)},
+            "caption_beam": {"image_bytes": np.array([image], dtype=object), "beam_width": np.int32(2)},
+        })
+    expected = caption_run.task.caption_details([image], beam_width=3)["captions"][0]  # the configured width (3)
+    assert served["caption"]["caption"] == [expected[0][0]] * 2 and np.shape(served["caption"]["top_captions"]) == (2, 3)
+    assert served["caption"]["score"][0] == pytest.approx(expected[0][1], abs=1e-4)
+    assert served["caption_beam"]["top_captions"][0] == [c for c, _ in caption_run.task.caption_details([image], 2)["captions"][0]]
 
 
 def test_tflite_loop_writes_the_keras_captions(caption_run, caption_export, test_image):
@@ -181,24 +162,14 @@ def test_tflite_loop_writes_the_keras_captions(caption_run, caption_export, test
     assert done.returncode == 0, done.stderr[-2000:]
     printed = done.stdout.strip().splitlines()[-1].split(": ", 1)[1].rsplit("  (", 1)[0]
     # The script resizes with PIL; the test image is already at the model's size, so nothing is resampled.
-    image = caption.load_image(test_image, caption_run)
-    assert printed == caption_run.caption(image[None], beam_width=3)[0][0][0]
+    assert printed == caption_run.task.caption([test_image.read_bytes()], beam_width=3)[0]
 
 
 def test_transformer_decoder_trains_exports_and_agrees_on_device(tfds_dir, tmp_path):
     config = tiny_caption_config(tfds_dir, tmp_path, decoder="transformer", epochs=1)
     config.train.steps_per_epoch = 3  # parity needs a trained graph, not a good model
     config.export.tflite_quantization = ["float32"]
-    run = caption.train(config)
-    exported = caption.export(run)
+    exported = train_app(caption.Caption(), config).export()
     parity = json.loads((exported / "tflite" / "parity.json").read_text())
     assert parity["float32"]["greedy_caption_agreement"] == 1.0
     assert "DYNAMIC_UPDATE_SLICE" in op_names(exported / "tflite" / "caption_step_float32.tflite")  # the KV cache
-
-
-def test_caption_toml_holds_the_defaults():
-    from pathlib import Path
-
-    from tfmm.config import load_config
-
-    assert load_config(caption.CaptionConfig, Path(__file__).parents[2] / "apps" / "caption.toml") == caption.CaptionConfig()

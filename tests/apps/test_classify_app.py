@@ -1,18 +1,18 @@
 import csv
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from tfmm.apps import classify
 from tfmm.data import shapes
 from tfmm.data.reports import TASKS, make_report
+from tfmm.evaluation import evaluate_classifier
 from tfmm.export.tflite import op_names
+from tfmm.layers import fusion_options
+from tfmm.testing import check_in_fresh_process, tiny_tasks, train_app
 
 
 def run_cli(*argv):
@@ -26,8 +26,8 @@ def tiny_classify_config(data_dir, output_dir, **model):
     config.data.image_size = 32
     config.data.batch_size = 16
     config.data.label_columns = ["finding", "shape", "colour"]
-    config.model.image_encoder_size = "tiny"
-    config.model.fusion_dim = 16
+    config.model.image_encoder.size = "tiny"
+    config.model.fusion.hidden_dim = 16
     config.model.hidden_dim = 16
     config.model.sequence_length = 32
     for key, value in model.items():
@@ -42,12 +42,13 @@ def tiny_classify_config(data_dir, output_dir, **model):
 
 @pytest.fixture(scope="module")
 def classify_run(tfds_dir, tmp_path_factory):
-    return classify.train(tiny_classify_config(tfds_dir, tmp_path_factory.mktemp("classify_runs"), loss_weighting="uncertainty"))
+    config = tiny_classify_config(tfds_dir, tmp_path_factory.mktemp("classify_runs"), loss_weighting="uncertainty")
+    return train_app(classify.Classify(), config)
 
 
 @pytest.fixture(scope="module")
 def classify_export(classify_run):
-    return classify.export(classify_run)
+    return classify_run.export()
 
 
 def test_reports_need_both_modalities():
@@ -72,9 +73,9 @@ def test_training_learns_every_task_and_uncertainty_weights(classify_run):
     columns = history[0].split(",")
     first, last = (dict(zip(columns, map(float, row.split(",")))) for row in (history[1], history[-1]))
     assert last["loss"] < first["loss"]
-    weights = classify_run.model.task_weights()
+    weights = classify_run.task.task_weights()
     assert set(weights) == {"finding", "shape", "colour"} and all(w > 0 for w in weights.values())
-    assert classify_run.model.log_variances.trainable
+    assert classify_run.task.log_variances.trainable
 
 
 def test_eval_reports_f1_per_class_and_missing_modalities(classify_run, tmp_path):
@@ -91,25 +92,21 @@ def test_eval_reports_f1_per_class_and_missing_modalities(classify_run, tmp_path
         assert json.loads(out.read_text())["missing"] == missing
 
 
-def test_missing_modality_inputs_are_blank():
-    config = classify.ClassifyConfig()
-    config.data.label_columns = ["finding"]
-    dataset = __import__("tensorflow").data.Dataset.from_tensor_slices({
-        "image": np.full((4, 8, 8, 3), 200, np.uint8), "text": ["target colour: red."] * 4,
-        "labels": {"finding": ["absent", "circle", "star", "nonsense"]},
-    })
-    from tfmm.text import TextPreprocessor, learn_vocabulary
+def test_a_missing_modality_is_a_black_image_or_an_empty_text():
+    task = tiny_tasks.classifier("concat", {"finding": list(TASKS["finding"])})
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    texts = [f"target colour: {c}." for c in ("red", "blue", "green", "white") * 2]
+    labels = ["absent", "circle", "star", "nonsense", "cross", "square", "absent", "star"]
 
-    preprocessor = TextPreprocessor(learn_vocabulary(["target colour: red."], 50), 8)
-    classes = {"finding": list(TASKS["finding"])}
-    config.data.batch_size = 4
-    for missing in ("image", "text"):
-        inputs, labels, weights = next(iter(classify.pipeline(config, dataset, preprocessor, classes, False, missing=missing)))
-        if missing == "image":
-            assert float(np.abs(inputs["images"]).max()) == 0.0 and int(inputs["padding_mask"].numpy().sum()) > 4 * 2
-        else:
-            assert float(inputs["images"].numpy().min()) > 0.7 and inputs["padding_mask"].numpy().sum(-1).tolist() == [2] * 4
-    assert weights["finding"].numpy().tolist() == [1, 1, 1, 0]  # an unknown label carries no loss
+    def dataset(images, texts):
+        return tf.data.Dataset.from_tensor_slices({"image": images, "text": texts, "labels": {"finding": labels}})
+
+    without_image = evaluate_classifier(task, dataset(images, texts), "image")
+    assert without_image["finding"] == evaluate_classifier(task, dataset(np.zeros_like(images), texts))["finding"]
+    without_text = evaluate_classifier(task, dataset(images, texts), "text")
+    assert without_text["finding"] == evaluate_classifier(task, dataset(images, [""] * 8))["finding"]
+    assert without_text["finding"]["examples"] == 7 and without_text["finding"]["skipped_unknown_labels"] == 1
 
 
 def test_predict_and_bad_input(classify_run, tmp_path, capsys):
@@ -156,14 +153,15 @@ def test_user_table_bad_rows_are_named_skipped_and_counted(tmp_path, capsys):
     config.data.validation_fraction = 0.2
     config.data.batch_size = 4
     config.train.epochs = 1
-    run = classify.train(config)
+    run = train_app(classify.Classify(), config)
     out = capsys.readouterr().out
     assert f"{table}:5: label column 'label' is empty" in out and f"{table}:6: text column 'text' is empty" in out
     assert "missing.png: missing" in out and "skipped 2 bad row(s)" in out
-    assert run.tasks["label"] == sorted({r["label"] for r in rows if r["label"]} & set(run.tasks["label"]))
+    labels = run.task.tasks["label"]
+    assert labels == sorted({r["label"] for r in rows if r["label"]} & set(labels))
     config.data.strict = True
     with pytest.raises(Exception, match=":5: label column 'label' is empty"):
-        classify.train(config)
+        train_app(classify.Classify(), config)
 
 
 def test_missing_label_column_and_unknown_labels(classify_run, tmp_path, tfds_dir, capsys):
@@ -184,40 +182,42 @@ def test_missing_label_column_and_unknown_labels(classify_run, tmp_path, tfds_di
     config.data.batch_size = 2
     config.train.epochs = 1
     write_table(folder, rows[2:], "validation.csv")
-    run = classify.train(config)
+    run = train_app(classify.Classify(), config)
     test_rows = user_rows(folder, 6)
     test_rows[0]["label"] = "infrared"
     write_table(folder, test_rows, "test.csv")
-    metrics = classify.evaluate(run, "test")
-    unknown = sum(1 for row in test_rows if row["label"] not in run.tasks["label"])
+    metrics = run.evaluate("test")
+    unknown = sum(1 for row in test_rows if row["label"] not in run.task.tasks["label"])
     assert unknown >= 1 and metrics["label"]["skipped_unknown_labels"] == unknown
     assert metrics["label"]["examples"] == 6 - unknown
 
 
-def test_single_modality_baselines_build_without_fusion(tfds_dir, tmp_path):
-    for modalities in ("image", "text"):
-        config = tiny_classify_config(tfds_dir, tmp_path, modalities=modalities)
-        model = classify.build_model(config, 50, {"finding": list(TASKS["finding"])})
-        assert model.fusion is None and model.modalities == modalities
-        from tfmm.testing import assert_keras_round_trip
-
-        inputs = {"images": np.random.rand(2, 32, 32, 3).astype("float32"),
-                  "token_ids": np.ones((2, 32), "int32"), "padding_mask": np.ones((2, 32), "int32")}
-        assert_keras_round_trip(model, inputs, atol=1e-5)
+@pytest.mark.parametrize("fusion,modality", [("image_only", "image"), ("text_only", "text")])
+def test_single_modality_baselines_build_without_fusion(tfds_dir, tmp_path, fusion, modality):
+    config = tiny_classify_config(tfds_dir, tmp_path)
+    config.model.fusion = fusion_options(fusion, hidden_dim=16)
+    app = classify.Classify()
+    preprocessor = tiny_tasks.classifier("concat", {"finding": list(TASKS["finding"])}).preprocessor
+    preprocessor.image_converter = classify.image_converter(config)
+    task = app.build_task(config, preprocessor)
+    assert task.backbone.fusion is None and task.backbone.modalities == modality
+    assert f"{modality}_only" in [layer.name for layer in task.backbone.layers]
 
 
 def test_pretrained_encoder_trains_at_a_smaller_rate(tfds_dir, tmp_path):
-    from tfmm.encoders import build_image_encoder
+    from tfmm.encoders import build_image_encoder, image_encoder_options
 
     preset = tmp_path / "cnn_preset"
-    build_image_encoder("cnn", "tiny", 32).save_to_preset(str(preset))
-    config = tiny_classify_config(tfds_dir, tmp_path, image_encoder_weights=str(preset), image_encoder_trainable="top-1",
-                                  pretrained_learning_rate_multiplier=0.1)
-    model = classify.build_model(config, 50, {"finding": list(TASKS["finding"])})
-    multipliers = classify.pretrained_multipliers(config)(model)
-    trainable = model.image_encoder.trainable_variables
+    build_image_encoder(image_encoder_options("cnn", size="tiny"), 32).save_to_preset(str(preset))
+    config = tiny_classify_config(tfds_dir, tmp_path, pretrained_learning_rate_multiplier=0.1)
+    config.model.image_encoder = image_encoder_options("cnn", size="tiny", weights=str(preset), trainable="top-1",
+                                                       normalization="batch")
+    preprocessor = tiny_tasks.classifier("concat", {"finding": list(TASKS["finding"])}).preprocessor
+    model = classify.Classify().build_task(config, preprocessor)
+    multipliers = classify.Classify().learning_rate_multipliers(config)(model)
+    trainable = model.backbone.image_encoder.trainable_variables
     assert multipliers and set(multipliers) == {v.path for v in trainable}
-    assert len(trainable) < len(model.image_encoder.weights)  # top-1: earlier blocks frozen
+    assert len(trainable) < len(model.backbone.image_encoder.weights)  # top-1: earlier blocks frozen
     from tfmm.train import make_optimizer
 
     optimizer = make_optimizer(config.train, 10, multipliers)
@@ -231,26 +231,18 @@ def test_pretrained_encoder_trains_at_a_smaller_rate(tfds_dir, tmp_path):
     assert 0 < encoder_step < 0.2 * head_step
 
 
-def test_saved_model_and_tflite(classify_run, classify_export, tmp_path):
+def test_saved_model_tflite_and_preset_agree(classify_run, classify_export, tmp_path):
     image = tmp_path / "scene.png"
     Image.fromarray(shapes.generate_example(0, "test", 5, image_size=32)["image"]).save(image)
-    text = "target colour: red. image quality is adequate."
-    script = textwrap.dedent(f"""
-        import json, sys
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401
-        model = tf.saved_model.load({str(classify_export)!r})
-        out = model.signatures["serving_default"](image_bytes=tf.constant([open({str(image)!r}, "rb").read()]),
-                                                  text=tf.constant([{text!r}]))
-        assert "tfmm" not in sys.modules
-        print(json.dumps({{k: v.numpy().tolist() if v.dtype != tf.string else [x.decode() for x in v.numpy()]
-                           for k, v in out.items()}}))
-    """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ}, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    served = json.loads(done.stdout.strip().splitlines()[-1])
-    local = classify_run.classify(classify.load_image(image, 32), [text])
-    for task, names in classify_run.tasks.items():
+    encoded, text = image.read_bytes(), "target colour: red. image quality is adequate."
+    served = check_in_fresh_process(
+        {"classify": (classify_run.task, "task.classify(inputs['images'], inputs['texts'])",
+                      {"images": [encoded], "texts": [text]})},
+        tmp_path, classify_export,
+        {"serving_default": {"image_bytes": np.array([encoded], dtype=object), "text": np.array([text], dtype=object)}},
+    )["serving_default"]
+    local = classify_run.task.classify_details([encoded], [text])
+    for task, names in classify_run.task.tasks.items():
         np.testing.assert_allclose(served[f"{task}_probabilities"], local[f"{task}_probabilities"], atol=1e-4)
         assert served[task] == [names[int(local[f"{task}_probabilities"].argmax())]]
     parity = json.loads((classify_export / "tflite" / "parity.json").read_text())

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from tfmm.apps.classify import ClassifyDataConfig
-from tfmm.data import ImageCheck
-from tfmm.data.labelled_pairs import RowCheck, read_rows, read_table
+from tfmm.data import ImageCheck, RowCheck
+from tfmm.data.labelled_pairs import read_rows, read_table
 from tfmm.errors import TfmmError
 
 

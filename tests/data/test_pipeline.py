@@ -1,9 +1,8 @@
-import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmm.config import AugmentConfig
-from tfmm.data import BatchMixer, ImageAugmenter, build_pipeline
+from tfmm.config import ImageAugmentConfig
+from tfmm.data import ImageAugmenter, build_pipeline
 from tfmm.text import TextAugmenter
 
 
@@ -25,24 +24,16 @@ def test_training_batches_are_shuffled_and_full_eval_batches_are_ordered():
     np.testing.assert_array_equal(evaluation, np.arange(50))
 
 
-def test_image_augmentation_changes_images_within_range():
-    images = tf.random.uniform((4, 32, 32, 3), seed=1)
-    augmenter = ImageAugmenter(AugmentConfig(random_crop=0.2, flip=True, rotation=0.1, color_jitter=0.5), seed=1)
-    assert augmenter.active and not ImageAugmenter(AugmentConfig()).active
-    out = augmenter(images).numpy()
-    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
-    assert np.abs(out - images.numpy()).mean() > 0.01
-
-
-def test_mixup_and_cutmix_keep_label_mass():
-    images = tf.random.uniform((8, 16, 16, 3))
-    labels = tf.one_hot(tf.range(8) % 4, 4)
-    for config in (AugmentConfig(mixup=0.4), AugmentConfig(cutmix=1.0), AugmentConfig(mixup=0.4, cutmix=1.0)):
-        keras.utils.set_random_seed(0)
-        mixed_images, mixed_labels = BatchMixer(config, seed=2)(images, labels)
-        assert mixed_images.shape == images.shape
-        np.testing.assert_allclose(tf.reduce_sum(mixed_labels, axis=-1), np.ones(8), atol=1e-5)
-        assert not np.allclose(mixed_labels, labels)
+def test_image_augmentation_works_on_raw_pixels():
+    images = tf.cast(tf.random.uniform((4, 32, 32, 3), seed=1) * 255, tf.uint8)
+    augmenter = ImageAugmenter(ImageAugmentConfig(random_crop=0.2, flip=True, rotation=0.1, color_jitter=0.5), seed=1)
+    assert augmenter.active and not ImageAugmenter(ImageAugmentConfig()).active
+    out = augmenter(images)
+    assert out.dtype == tf.uint8 and out.shape == images.shape
+    assert np.abs(out.numpy().astype(float) - images.numpy()).mean() > 2
+    assert ImageAugmenter(ImageAugmentConfig())(images) is images
+    flipped = ImageAugmenter(ImageAugmentConfig(flip=True), seed=3)(images[:1]).numpy()[0]
+    assert np.array_equal(flipped, images[0].numpy()) or np.array_equal(flipped, images[0].numpy()[:, ::-1])
 
 
 def test_text_augmentation():

@@ -2,7 +2,15 @@ import keras_hub
 import numpy as np
 import pytest
 
-from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, build_image_encoder, build_text_encoder, preset_vocabulary
+from tfmm.encoders import (
+    IMAGE_ENCODERS,
+    TEXT_ENCODERS,
+    build_image_encoder,
+    build_text_encoder,
+    image_encoder_options,
+    preset_vocabulary,
+    text_encoder_options,
+)
 from tfmm.errors import TfmmError
 from tfmm.testing import assert_keras_round_trip
 
@@ -10,9 +18,17 @@ IMAGES = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
 TOKENS = {"token_ids": np.array([[1, 5, 6, 2, 0, 0, 0, 0]] * 2, "int32"), "padding_mask": np.array([[1, 1, 1, 1, 0, 0, 0, 0]] * 2, "int32")}
 
 
+def image(name, size="tiny", image_size=32, **options):
+    return build_image_encoder(image_encoder_options(name, size=size, **options), image_size)
+
+
+def text(name, vocabulary_size, length, size="tiny", **options):
+    return build_text_encoder(text_encoder_options(name, size=size, **options), vocabulary_size, length)
+
+
 @pytest.mark.parametrize("name", IMAGE_ENCODERS.names())
 def test_image_encoders(name):
-    encoder = build_image_encoder(name, "tiny", 32)
+    encoder = image(name)
     out = encoder(IMAGES)
     assert out["pooled_output"].shape == (2, encoder.output_dim)
     assert out["sequence_output"].shape[0] == 2 and out["sequence_output"].shape[2] == encoder.output_dim
@@ -22,7 +38,7 @@ def test_image_encoders(name):
 
 @pytest.mark.parametrize("name", TEXT_ENCODERS.names())
 def test_text_encoders_ignore_padding(name):
-    encoder = build_text_encoder(name, "tiny", 20, 8)
+    encoder = text(name, 20, 8)
     out = encoder(TOKENS)
     assert out["pooled_output"].shape == (2, encoder.output_dim)
     assert out["sequence_output"].shape == (2, 8, encoder.output_dim)
@@ -35,15 +51,15 @@ def test_text_encoders_ignore_padding(name):
 
 def test_unknown_names_and_sizes_list_the_valid_ones():
     with pytest.raises(TfmmError, match="unknown image encoder 'vgg'.*valid: cnn, resnet, vit"):
-        build_image_encoder("vgg", "tiny", 32)
+        image("vgg")
     with pytest.raises(TfmmError, match="unknown size 'huge'.*tiny, small, base"):
-        build_text_encoder("gru", "huge", 10, 8)
+        text("gru", 10, 8, size="huge")
 
 
 def test_tfmm_encoder_preset_round_trip(tmp_path):
-    encoder = build_image_encoder("cnn", "tiny", 32)
+    encoder = image("cnn")
     encoder.save_to_preset(str(tmp_path / "preset"))
-    loaded = build_image_encoder("cnn", "small", 32, weights=str(tmp_path / "preset"))  # the preset decides the size
+    loaded = image("cnn", "small", weights=str(tmp_path / "preset"))  # the preset decides the size
     for a, b in zip(encoder.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
 
@@ -51,12 +67,12 @@ def test_tfmm_encoder_preset_round_trip(tmp_path):
 def test_keras_hub_backbone_preset_is_wrapped(tmp_path):
     vit = keras_hub.models.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
     vit.save_to_preset(str(tmp_path / "vit"))
-    encoder = build_image_encoder("vit", "tiny", 32, weights=str(tmp_path / "vit"))
+    encoder = image("vit", weights=str(tmp_path / "vit"))
     for a, b in zip(vit.get_weights(), encoder.backbone.get_weights()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(encoder(IMAGES)["pooled_output"], vit(IMAGES * 2 - 1)[:, 0], atol=1e-5)
     with pytest.raises(TfmmError, match="takes 32×32 images but data.image_size is 64"):
-        build_image_encoder("vit", "tiny", 64, weights=str(tmp_path / "vit"))
+        image("vit", image_size=64, weights=str(tmp_path / "vit"))
 
 
 def test_bert_preset_brings_its_vocabulary(tmp_path):
@@ -64,26 +80,26 @@ def test_bert_preset_brings_its_vocabulary(tmp_path):
     bert = keras_hub.models.BertBackbone(vocabulary_size=8, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=16)
     bert.save_to_preset(str(tmp_path / "bert"))
     keras_hub.models.BertTokenizer(vocabulary=vocabulary).save_to_preset(str(tmp_path / "bert"))
-    encoder = build_text_encoder("bert", "tiny", 8, 8, weights=str(tmp_path / "bert"))
+    encoder = text("bert", 8, 8, weights=str(tmp_path / "bert"))
     for a, b in zip(bert.get_weights(), encoder.backbone.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert preset_vocabulary(tmp_path / "bert") == vocabulary
 
 
 def test_weights_h5_and_bad_paths(tmp_path):
-    encoder = build_text_encoder("transformer", "tiny", 20, 8)
+    encoder = text("transformer", 20, 8)
     encoder.save_weights(str(tmp_path / "t.weights.h5"))
-    loaded = build_text_encoder("transformer", "tiny", 20, 8, weights=str(tmp_path / "t.weights.h5"))
+    loaded = text("transformer", 20, 8, weights=str(tmp_path / "t.weights.h5"))
     np.testing.assert_allclose(loaded(TOKENS)["pooled_output"], encoder(TOKENS)["pooled_output"], atol=1e-6)
     with pytest.raises(TfmmError, match="do not fit"):
-        build_text_encoder("transformer", "tiny", 30, 8, weights=str(tmp_path / "t.weights.h5"))
-    with pytest.raises(TfmmError, match="model.text_encoder_weights: pretrained weights not found"):
-        build_text_encoder("gru", "tiny", 20, 8, weights=str(tmp_path / "none"))
+        text("transformer", 30, 8, weights=str(tmp_path / "t.weights.h5"))
+    with pytest.raises(TfmmError, match="model.text_encoder.weights: pretrained weights not found"):
+        text("gru", 20, 8, weights=str(tmp_path / "none"))
 
 
 def test_freezing():
-    frozen = build_image_encoder("cnn", "tiny", 32, trainable="frozen")
+    frozen = image("cnn", trainable="frozen")
     assert not frozen.trainable_weights
-    top1 = build_image_encoder("cnn", "tiny", 32, trainable=1)
-    full = build_image_encoder("cnn", "tiny", 32, trainable="full")
+    top1 = image("cnn", trainable="top-1")
+    full = image("cnn", trainable="full")
     assert 0 < len(top1.trainable_weights) < len(full.trainable_weights)

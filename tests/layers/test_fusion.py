@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from tfmm.errors import TfmmError
-from tfmm.layers import FUSIONS, FoldGroups, FrameAttentionPooling, RepeatForGroups, UnfoldGroups, build_fusion
-from tfmm.layers.fusion import BilinearFusion, ConcatFusion, GatedFusion, LateFusion
+from tfmm.layers import FUSIONS, FoldGroups, FrameAttentionPooling, RepeatForGroups, UnfoldGroups, build_fusion, fusion_options
+from tfmm.layers.fusion import BASELINES, BilinearFusion, ConcatFusion, GatedFusion, LateFusion
 from tfmm.testing import assert_layer_round_trip
 
 RNG = np.random.default_rng(0)
@@ -22,14 +22,21 @@ def features(batch=3, regions=4, tokens=5, image_dim=6, text_dim=7):
     }
 
 
-@pytest.mark.parametrize("name", FUSIONS.names())
+def fusion(name, **values):
+    """A fusion with tiny settings: only those its variant takes."""
+    options = FUSIONS.options(name)
+    tiny = {"hidden_dim": 8, "num_heads": 2, "num_layers": 2, "rank": 3, **values}
+    return build_fusion(options(**{k: v for k, v in tiny.items() if k in options.__dataclass_fields__}), num_outputs=3)
+
+
+@pytest.mark.parametrize("name", [n for n in FUSIONS.names() if n not in BASELINES])
 def test_every_fusion_fuses_round_trips_and_uses_both_modalities(name):
     x = features()
-    layer = build_fusion(name, hidden_dim=8, num_outputs=3, num_heads=2, num_layers=2, rank=3)
+    layer = fusion(name)
     out = layer(x)
     assert out["fused"].shape == (3, 3 if layer.returns_logits else 8)
     assert np.isfinite(np.asarray(out["fused"])).all()
-    assert_layer_round_trip(build_fusion(name, hidden_dim=8, num_outputs=3, num_heads=2, num_layers=2, rank=3), x, atol=1e-5)
+    assert_layer_round_trip(fusion(name), x, atol=1e-5)
     # Changing either modality changes the fused vector.
     for key in ("image_sequence", "image_pooled"), ("text_sequence", "text_pooled"):
         changed = {**x, **{k: x[k] + 1.0 for k in key}}
@@ -83,7 +90,7 @@ def test_bilinear_fusion_is_multiplicative():
 @pytest.mark.parametrize("name", ["cross_attention", "co_attention"])
 def test_attention_fusions_return_normalised_attention_and_ignore_padding(name):
     x = features()
-    layer = build_fusion(name, hidden_dim=8, num_heads=2, num_layers=2)
+    layer = fusion(name)
     out = layer(x)
     attention = np.asarray(out["attention"])
     assert attention.shape == (3, 2, 5, 4)
@@ -96,14 +103,17 @@ def test_attention_fusions_return_normalised_attention_and_ignore_padding(name):
 
 def test_co_attention_image_side_attends_only_real_tokens():
     x = features()
-    out = build_fusion("co_attention", hidden_dim=8, num_heads=2, num_layers=1)(x)
+    out = fusion("co_attention", num_layers=1)(x)
     image_attention = np.asarray(out["image_attention"])  # (batch, heads, regions, tokens)
     np.testing.assert_allclose(image_attention[0, :, :, 3:], 0.0, atol=1e-6)
 
 
-def test_unknown_fusion_lists_the_valid_ones():
+def test_unknown_fusion_and_options_it_does_not_take_are_named():
     with pytest.raises(TfmmError, match="co_attention"):
-        build_fusion("average")
+        fusion_options("average")
+    with pytest.raises(TypeError, match="rank"):
+        fusion_options("concat", rank=2)
+    assert build_fusion(fusion_options("image_only")) is None  # a baseline: the backbone reads one modality
 
 
 def test_groups_fold_repeat_unfold():

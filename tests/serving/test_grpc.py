@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (
-    classification_pb2, get_model_metadata_pb2, get_model_status_pb2, model_management_pb2, model_service_pb2_grpc,
-    predict_pb2, prediction_service_pb2_grpc,
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
 )
 
 
@@ -48,8 +53,9 @@ def test_output_filter_and_version(channel):
 
 
 def test_retrieval_embedding_over_grpc(channel, model_root):
-    from tests.serving.test_rest import png_b64
     import base64
+
+    from tests.serving.test_rest import png_b64
 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     request = predict_pb2.PredictRequest()

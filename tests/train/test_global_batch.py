@@ -8,7 +8,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np, keras, tfmm
-from tfmm.encoders import build_image_encoder, build_text_encoder
+from tfmm.encoders import build_image_encoder, build_text_encoder, image_encoder_options, text_encoder_options
 from tfmm.models import CLIPBackbone, ContrastiveRetriever
 from tfmm.train import choose_strategy
 
@@ -18,7 +18,7 @@ batch = {"images": rng.random((8, 16, 16, 3), dtype=np.float32), "token_ids": rn
 
 def build():
     keras.utils.set_random_seed(1)
-    return ContrastiveRetriever(CLIPBackbone(build_image_encoder("cnn", "tiny", 16), build_text_encoder("transformer", "tiny", 30, 6), 8))
+    return ContrastiveRetriever(CLIPBackbone(build_image_encoder(image_encoder_options("cnn", size="tiny"), 16), build_text_encoder(text_encoder_options("transformer", size="tiny"), 30, 6), 8))
 
 def loss_and_grads(model, data, replicas):
     with tf.GradientTape() as tape:

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from tfmm.encoders import build_image_encoder, build_text_encoder
+from tfmm.encoders import build_image_encoder, build_text_encoder, image_encoder_options, text_encoder_options
 from tfmm.models import CLIPBackbone, ContrastiveRetriever
 from tfmm.train import set_precision
 
@@ -16,7 +16,7 @@ def losses(mixed):
     policy = set_precision(mixed)
     try:
         keras.utils.set_random_seed(3)
-        model = ContrastiveRetriever(CLIPBackbone(build_image_encoder("cnn", "tiny", 32), build_text_encoder("transformer", "tiny", 40, 8), 16))
+        model = ContrastiveRetriever(CLIPBackbone(build_image_encoder(image_encoder_options("cnn", size="tiny"), 32), build_text_encoder(text_encoder_options("transformer", size="tiny"), 40, 8), 16))
         model.compile(optimizer=keras.optimizers.AdamW(1e-3))
         history = model.fit(DATA, batch_size=8, epochs=4, shuffle=False, verbose=0).history["loss"]
         logits = model.similarity(*model(DATA).values())

@@ -14,7 +14,7 @@ import numpy as np
 def command(config, run_dir):
     return [sys.executable, "-m", "tfmm.apps.retrieval", "train", "--run-dir", str(run_dir),
             "--set", f"data.data_dir={config.data.data_dir}", "--set", "data.shapes_config=tiny", "--set", "data.image_size=32",
-            "--set", "data.batch_size=16", "--set", "model.image_encoder_size=tiny", "--set", "model.text_encoder_size=tiny",
+            "--set", "data.batch_size=16", "--set", "model.image_encoder.size=tiny", "--set", "model.text_encoder.size=tiny",
             "--set", "model.embedding_dim=16", "--set", "train.epochs=3", "--set", "train.backup_every_steps=2",
             "--set", "train.deterministic=true", "--set", "export.tflite=false"]
 

@@ -7,7 +7,7 @@ import pytest
 
 from tfmm.errors import TfmmError
 from tfmm.train import choose_strategy
-from tfmm.train.callbacks import atomic_save_model
+from tfmm.train.callbacks import atomic_save_weights
 from tfmm.train.schedules import WarmupCosine
 
 MIRRORED_FIT = r"""
@@ -15,17 +15,14 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np, tfmm
-from tfmm.encoders import build_image_encoder, build_text_encoder
-from tfmm.models import CLIPBackbone, ContrastiveRetriever
+from tfmm.testing import tiny_tasks
 from tfmm.train import choose_strategy
 strategy = choose_strategy("mirrored")
 assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
-rng = np.random.default_rng(0)
-data = {"images": rng.random((32, 16, 16, 3), dtype=np.float32), "token_ids": rng.integers(1, 50, (32, 8)).astype("int32"),
-        "padding_mask": np.ones((32, 8), "int32")}
-dataset = tf.data.Dataset.from_tensor_slices(data).batch(16)
+texts = [tiny_tasks.TEXTS[i % len(tiny_tasks.TEXTS)] + f" {i}" for i in range(32)]
+dataset = tf.data.Dataset.from_tensor_slices({"images": tiny_tasks.images(32), "text": texts}).batch(16)  # raw batches
 with strategy.scope():
-    model = ContrastiveRetriever(CLIPBackbone(build_image_encoder("cnn", "tiny", 16), build_text_encoder("gru", "tiny", 50, 8), 8))
+    model = tiny_tasks.retriever()
     model.compile(optimizer="adam")
 history = model.fit(dataset, epochs=3, verbose=0)
 losses = history.history["loss"]
@@ -58,17 +55,20 @@ def test_warmup_cosine_schedule():
 
 def test_atomic_checkpoint_never_leaves_a_partial_file(tmp_path, monkeypatch):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    atomic_save_model(model, tmp_path / "model.keras")
-    before = (tmp_path / "model.keras").read_bytes()
+    path = tmp_path / "best.weights.h5"
+    atomic_save_weights(model, path)
+    before = path.read_bytes()
 
-    def crash(self, path, *args, **kwargs):
-        with open(path, "wb") as handle:
+    def crash(self, target, *args, **kwargs):
+        with open(target, "wb") as handle:
             handle.write(b"half")
         raise OSError("killed")
 
-    monkeypatch.setattr(keras.Model, "save", crash)
+    monkeypatch.setattr(keras.Model, "save_weights", crash)
     with pytest.raises(OSError):
-        atomic_save_model(model, tmp_path / "model.keras")
-    assert (tmp_path / "model.keras").read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
-    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "model.keras").get_weights()[0], model.get_weights()[0])
+        atomic_save_weights(model, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["best.weights.h5"]
+    fresh = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    fresh.load_weights(path)
+    np.testing.assert_array_equal(fresh.get_weights()[0], model.get_weights()[0])

@@ -8,13 +8,12 @@ export to `saved_models/caption/<version>/` (a SavedModel that captions image by
 import dataclasses
 
 import numpy as np
-
-import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 import tensorflow as tf
 
+import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
-from tfmm.config import DataConfig, ExportConfig, SamplingConfig, TrainConfig, at_least, between, positive, variant
+from tfmm.config import DataConfig, ExportConfig, SamplingConfig, TrainConfig, app_config, at_least, between, positive, variant
 from tfmm.data import DataChecks, build_pipeline, read_image_files
 from tfmm.data.caption_sources import load_caption_examples, object_words
 from tfmm.encoders import IMAGE_ENCODERS, build_image_encoder
@@ -61,29 +60,17 @@ class DecodeConfig:
                             f"(model.sequence_length - 1 = {holds})")
 
 
-@dataclasses.dataclass
-class CaptionConfig:
-    data: CaptionDataConfig = dataclasses.field(default_factory=CaptionDataConfig)
-    model: CaptionModelConfig = dataclasses.field(default_factory=CaptionModelConfig)
-    decode: DecodeConfig = dataclasses.field(default_factory=DecodeConfig)
-    sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)  # eval/predict --sample
-    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=30, learning_rate=2e-3))
-    export: ExportConfig = dataclasses.field(
-        default_factory=lambda: ExportConfig(tflite_quantization=["float32", "dynamic_int8"], representative_examples=16))
-
-    def validate(self, root):
-        unsupported = [q for q in self.export.tflite_quantization if q == "int8"]
-        if unsupported:
-            raise TfmmError("export.tflite_quantization: the caption models convert to float32 and dynamic_int8 "
-                            "(full int8 would need calibrating a recurrent state), not int8")
+# No full int8 for the caption models: it would need calibrating a recurrent state.
+CaptionConfig = app_config(
+    "CaptionConfig", CaptionDataConfig, CaptionModelConfig, TrainConfig(epochs=30, learning_rate=2e-3),
+    ExportConfig(tflite_quantization=["float32", "dynamic_int8"], representative_examples=16),
+    quantizations=("float32", "dynamic_int8"), decode=DecodeConfig, sampling=SamplingConfig)  # sampling: eval/predict --sample
 
 
 class Caption(App):
     name, description = "caption", __doc__.splitlines()[0]
+    source = load_caption_examples
     config_class, task_class = CaptionConfig, ImageCaptioner
-
-    def load_split(self, config, split, checks):
-        return load_caption_examples(config.data, split, checks.images)
 
     def build_preprocessor(self, config, train_examples):
         captions = [c.decode() for e in train_examples.map(lambda e: e["captions"]).as_numpy_iterator() for c in e]

@@ -9,14 +9,12 @@ on the test split with both modalities and with each one removed, and export to
 import dataclasses
 
 import numpy as np
-
-import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 import tensorflow as tf
 
+import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm.apps.model_parts import build_fusion_backbone, build_tokenizer, image_converter, pretrained_multipliers
 from tfmm.apps.runner import App, Runner
-from tfmm.config import (DataConfig, ExportConfig, ImageAugmentConfig, TrainConfig, between, one_of, positive,
-                         variant)
+from tfmm.config import DataConfig, ImageAugmentConfig, TrainConfig, app_config, between, one_of, positive, variant
 from tfmm.data import DataChecks, ImageAugmenter, build_pipeline, read_image_files
 from tfmm.data.labelled_pairs import labelled_dataset
 from tfmm.data.reports import TASKS as REPORT_TASKS
@@ -76,12 +74,7 @@ class ClassifyModelConfig:
             raise TfmmError("model.loss_weights are static weights; model.loss_weighting 'uncertainty' learns them")
 
 
-@dataclasses.dataclass
-class ClassifyConfig:
-    data: ClassifyDataConfig = dataclasses.field(default_factory=ClassifyDataConfig)
-    model: ClassifyModelConfig = dataclasses.field(default_factory=ClassifyModelConfig)
-    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=10, learning_rate=2e-3))
-    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+ClassifyConfig = app_config("ClassifyConfig", ClassifyDataConfig, ClassifyModelConfig, TrainConfig(epochs=10, learning_rate=2e-3))
 
 
 class Classify(App):

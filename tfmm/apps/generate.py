@@ -12,15 +12,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 import tensorflow as tf
 
+import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm import cli
 from tfmm.apps.generate_stages import JudgeStage, VQVAEStage, heldout_split_point, with_training
 from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
-from tfmm.config import (DataConfig, ExportConfig, SamplingConfig, TrainConfig, at_least, between, one_of, positive)
+from tfmm.config import DataConfig, ExportConfig, SamplingConfig, TrainConfig, app_config, at_least, between, one_of, positive
 from tfmm.data import DataChecks, build_pipeline, read_image_files
 from tfmm.data.caption_sources import load_caption_examples, object_words
 from tfmm.data.token_records import read_token_records, write_token_records
@@ -82,22 +81,15 @@ class GenerationConfig:
     eval_prompts: int = positive(200)  # prompts per split that eval judges
 
 
-@dataclasses.dataclass
-class GenerateConfig:
-    data: GenerateDataConfig = dataclasses.field(default_factory=GenerateDataConfig)
-    vqvae: VQVAEConfig = dataclasses.field(default_factory=VQVAEConfig)
-    vqvae_train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=12, learning_rate=2e-3, weight_decay=0.0))
-    judge_train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=10, learning_rate=2e-3))
-    model: TokenModelConfig = dataclasses.field(default_factory=TokenModelConfig)
-    sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)  # stored in the model as its defaults
-    generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
-    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=12, learning_rate=1e-3))
-    export: ExportConfig = dataclasses.field(
-        default_factory=lambda: ExportConfig(tflite_quantization=["float32", "dynamic_int8"], representative_examples=16))
-
-    def validate(self, root):
-        if "int8" in self.export.tflite_quantization:
-            raise TfmmError("export.tflite_quantization: the VQ-VAE decoder converts to float32 and dynamic_int8, not int8")
+# `model` is stage 2 (the token transformer); the VQ-VAE and the judge train with their own sections. The exported
+# TFLite file is the VQ-VAE decoder: float32 and dynamic_int8.
+GenerateConfig = app_config(
+    "GenerateConfig", GenerateDataConfig, TokenModelConfig, TrainConfig(epochs=12, learning_rate=1e-3),
+    ExportConfig(tflite_quantization=["float32", "dynamic_int8"], representative_examples=16),
+    quantizations=("float32", "dynamic_int8"), vqvae=VQVAEConfig,
+    vqvae_train=TrainConfig(epochs=12, learning_rate=2e-3, weight_decay=0.0),
+    judge_train=TrainConfig(epochs=10, learning_rate=2e-3),
+    sampling=SamplingConfig, generation=GenerationConfig)  # sampling: stored in the model as its defaults
 
 
 class Generate(App):
@@ -115,7 +107,7 @@ class Generate(App):
             if Runner(VQVAEStage()).train(with_training(config, "vqvae_train"), vqvae_path) is None:
                 return None  # a non-chief worker
         else:
-            vqvae_path = args.vqvae or cli.latest_run(config.vqvae_train.output_dir, VQVAEStage.name)
+            vqvae_path = getattr(args, "vqvae", None) or cli.latest_run(config.vqvae_train.output_dir, VQVAEStage.name)
         self.vqvae = from_preset(vqvae_path)
         if self.vqvae.backbone.image_size != config.data.image_size:
             raise TfmmError(f"the VQ-VAE in {vqvae_path} takes {self.vqvae.backbone.image_size}px images; "

@@ -11,7 +11,6 @@ Both read the data config of the generate app; each trains with its own `[vqvae_
 import dataclasses
 
 import numpy as np
-
 import tensorflow as tf
 
 from tfmm.apps.model_parts import image_converter
@@ -39,9 +38,7 @@ class _ImageStage(App):
     """Shared by both stages: images of the generate app's caption source, one preprocessor."""
 
     model_sections = ("model", "vqvae")
-
-    def load_split(self, config, split, checks):
-        return load_caption_examples(config.data, split, checks.images)
+    source = load_caption_examples
 
     def build_preprocessor(self, config, train_examples):
         return ImagePreprocessor(image_converter=image_converter(config))

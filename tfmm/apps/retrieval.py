@@ -9,15 +9,21 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-
-import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 import tensorflow as tf
 
+import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm import cli
 from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
-from tfmm.config import (DataConfig, ExportConfig, ImageAugmentConfig, TextAugmentConfig, TrainConfig, at_least, positive,
-                         variant)
+from tfmm.config import (
+    DataConfig,
+    ImageAugmentConfig,
+    TextAugmentConfig,
+    app_config,
+    at_least,
+    positive,
+    variant,
+)
 from tfmm.data import DataChecks, ImageAugmenter, build_pipeline, load_captioned_images, read_image_files
 from tfmm.data.shapes import COMBINATIONS, HELDOUT_COMBINATIONS
 from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, build_image_encoder, build_text_encoder
@@ -63,13 +69,7 @@ class ZeroShotConfig:
         check_templates(self.templates, "zero_shot.templates")
 
 
-@dataclasses.dataclass
-class RetrievalConfig:
-    data: RetrievalDataConfig = dataclasses.field(default_factory=RetrievalDataConfig)
-    model: RetrievalModelConfig = dataclasses.field(default_factory=RetrievalModelConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
-    zero_shot: ZeroShotConfig = dataclasses.field(default_factory=ZeroShotConfig)
+RetrievalConfig = app_config("RetrievalConfig", RetrievalDataConfig, RetrievalModelConfig, zero_shot=ZeroShotConfig)
 
 
 def _captions(dataset):
@@ -79,10 +79,8 @@ def _captions(dataset):
 
 class Retrieval(App):
     name, description = "retrieval", __doc__.splitlines()[0]
+    source = load_captioned_images
     config_class, task_class = RetrievalConfig, ContrastiveRetriever
-
-    def load_split(self, config, split, checks):
-        return load_captioned_images(config.data, split, checks.images)
 
     def build_preprocessor(self, config, train_examples):
         texts = lambda: _captions(train_examples) + TextAugmenter.vocabulary_words()  # noqa: E731

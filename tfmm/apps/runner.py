@@ -35,9 +35,11 @@ class App:
     model_sections = ("model",)  # config sections a trained model fixes
 
     # ---- data and model
+    source = None  # (data config, split, image check) -> raw examples, for apps whose loader takes those
+
     def load_split(self, config, split, checks):
         """The raw examples of `split` as a `tf.data.Dataset`."""
-        raise NotImplementedError
+        return type(self).source(config.data, split, checks.images)
 
     def build_preprocessor(self, config, train_examples):
         raise NotImplementedError

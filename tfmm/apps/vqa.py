@@ -9,14 +9,12 @@ import collections
 import dataclasses
 
 import numpy as np
-
-import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 import tensorflow as tf
 
+import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm.apps.model_parts import build_fusion_backbone, build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
-from tfmm.config import (DataConfig, ExportConfig, ImageAugmentConfig, TrainConfig, between, one_of, positive,
-                         variant)
+from tfmm.config import DataConfig, ImageAugmentConfig, TrainConfig, app_config, between, one_of, positive, variant
 from tfmm.data import DataChecks, ImageAugmenter, build_pipeline, read_image_files
 from tfmm.data.images import decode_and_resize
 from tfmm.data.question_groups import directory_groups, groups_dataset, load_question_groups, pad_group
@@ -62,12 +60,7 @@ class VQAModelConfig:
     vocabulary_size: int = positive(400)
 
 
-@dataclasses.dataclass
-class VQAConfig:
-    data: VQADataConfig = dataclasses.field(default_factory=VQADataConfig)
-    model: VQAModelConfig = dataclasses.field(default_factory=VQAModelConfig)
-    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=20, learning_rate=2e-3))
-    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+VQAConfig = app_config("VQAConfig", VQADataConfig, VQAModelConfig, TrainConfig(epochs=20, learning_rate=2e-3))
 
 
 def _to_pairs(dataset):
@@ -84,10 +77,8 @@ def _to_pairs(dataset):
 
 class VQA(App):
     name, description = "vqa", __doc__.splitlines()[0]
+    source = load_question_groups
     config_class, task_class = VQAConfig, VisualQuestionAnswerer
-
-    def load_split(self, config, split, checks):
-        return load_question_groups(config.data, split, checks.images)
 
     def build_preprocessor(self, config, train_examples):
         questions, answers = [], collections.Counter()
@@ -181,7 +172,7 @@ class VQA(App):
         """The question's attention over the image (mean over heads and the question's tokens); for clips,
         one panel per frame head, on the frame that head looked at most."""
         if "attention" not in outputs:
-            raise TfmmError(f"fusion {task.backbone.fusion.name!r} has no attention over the image to plot; "
+            raise TfmmError(f"this model's fusion ({type(task.backbone.fusion).__name__}) has no attention over the image to plot; "
                             "use cross_attention or co_attention")
         mask = task.preprocessor.tokenize_numpy([question])["padding_mask"][0].astype(bool)
         weights = outputs["attention"][0][:, mask].mean(axis=(0, 1))  # (regions,) or (frame heads · regions,)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import tensorflow as tf
+
 from tfmm.data.checks import ImageCheck
 
 

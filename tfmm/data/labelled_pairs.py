@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfmm.data.checks import RowCheck
 from tfmm.data.images import decode_and_resize, resize_pixels
 from tfmm.data.readers import jsonl_rows
 from tfmm.data.sources import hash_split

@@ -29,8 +29,10 @@ class TfmmShapes(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "First release."}
     BUILDER_CONFIGS = [
         ShapesConfig(name="default", description="64×64, 10k training scenes"),
-        ShapesConfig(name="small", description="64×64, 2k training scenes", num_train=2000, num_validation=200, num_test=200, num_heldout=100),
-        ShapesConfig(name="tiny", description="32×32 smoke-test size", image_size=32, num_train=96, num_validation=16, num_test=32, num_heldout=16),
+        ShapesConfig(name="small", description="64×64, 2k training scenes", num_train=2000, num_validation=200,
+                     num_test=200, num_heldout=100),
+        ShapesConfig(name="tiny", description="32×32 smoke-test size", image_size=32, num_train=96, num_validation=16,
+                     num_test=32, num_heldout=16),
     ]
     DEFAULT_CONFIG_NAME = "default"
 

@@ -16,8 +16,14 @@ A config names an encoder in a section of its own, with the options that encoder
 import dataclasses
 
 from tfmm.config import one_of
-from tfmm.encoders import bert_text_encoder, cnn_image_encoder, gru_text_encoder
-from tfmm.encoders import resnet_image_encoder, transformer_text_encoder, vit_image_encoder
+from tfmm.encoders import (
+    bert_text_encoder,
+    cnn_image_encoder,
+    gru_text_encoder,
+    resnet_image_encoder,
+    transformer_text_encoder,
+    vit_image_encoder,
+)
 from tfmm.encoders.bert_text_encoder import BertTextEncoder
 from tfmm.encoders.cnn_image_encoder import CNNImageEncoder
 from tfmm.encoders.gru_text_encoder import GRUTextEncoder

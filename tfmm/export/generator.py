@@ -28,7 +28,7 @@ def _png(images):
 
 def build_archive(model):
     preprocessor, vqvae = model.preprocessor, model.vqvae
-    grid, size = vqvae.grid_size, vqvae.image_size
+    grid = vqvae.grid_size
     archive = task_archive(model)
 
     def generate(prompt, seed, temperature, top_k):

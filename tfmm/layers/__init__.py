@@ -4,17 +4,18 @@ from tfmm.layers.caption_decoders import DECODERS, build_decoder, decoder_option
 from tfmm.layers.contrastive_head import ContrastiveHead
 from tfmm.layers.frame_attention_pooling import FrameAttentionPooling
 from tfmm.layers.fusion import FUSIONS, build_fusion, fusion_options
-from tfmm.layers.projection_head import ProjectionHead
-from tfmm.layers.image_converter import ImageConverter
 from tfmm.layers.groups import FoldGroups, RepeatForGroups, UnfoldGroups
 from tfmm.layers.gru_attention_decoder import GRUAttentionDecoder
-from tfmm.layers.transformer_caption_decoder import CaptionDecoderBlock, TransformerCaptionDecoder
+from tfmm.layers.image_converter import ImageConverter
+from tfmm.layers.projection_head import ProjectionHead
 from tfmm.layers.segment_ids import SegmentIds
 from tfmm.layers.token_pooling import TokenPooling
+from tfmm.layers.transformer_caption_decoder import CaptionDecoderBlock, TransformerCaptionDecoder
 from tfmm.layers.vector_quantizer import VectorQuantizer
 
 __all__ = [
-    "DECODERS", "FUSIONS", "CaptionDecoderBlock", "ContrastiveHead", "FoldGroups", "FrameAttentionPooling", "GRUAttentionDecoder", "ImageConverter", "ProjectionHead", "RepeatForGroups",
-    "SegmentIds", "TokenPooling", "TransformerCaptionDecoder", "UnfoldGroups", "VectorQuantizer", "build_decoder",
-    "build_fusion", "decoder_options", "fusion_options",
+    "DECODERS", "FUSIONS", "CaptionDecoderBlock", "ContrastiveHead", "FoldGroups", "FrameAttentionPooling",
+    "GRUAttentionDecoder", "ImageConverter", "ProjectionHead", "RepeatForGroups", "SegmentIds", "TokenPooling",
+    "TransformerCaptionDecoder", "UnfoldGroups", "VectorQuantizer", "build_decoder", "build_fusion", "decoder_options",
+    "fusion_options",
 ]

@@ -68,7 +68,7 @@ class Preprocessor(keras_hub.models.Preprocessor):
         if not self.built:
             self.build()
         token_ids, padding_mask = self.packer(self.tokenizer([str(t) for t in texts]))
-        return {"token_ids": np.asarray(token_ids, np.int32), "padding_mask": np.asarray(padding_mask, np.int32)}
+        return {"token_ids": np.array(token_ids, np.int32), "padding_mask": np.array(padding_mask, np.int32)}
 
     def known_words(self, token_ids):
         """Per sequence, the word pieces the vocabulary knows (special and unknown tokens not counted)."""

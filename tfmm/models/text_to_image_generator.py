@@ -12,7 +12,6 @@ from tfmm.models.task import Task, check_images
 from tfmm.models.text_to_image_backbone import TextToImageBackbone
 from tfmm.models.text_to_image_preprocessor import TextToImagePreprocessor
 from tfmm.models.vqvae import to_uint8
-from tfmm.models.vqvae_backbone import VQVAEBackbone
 
 
 @keras.saving.register_keras_serializable(package="tfmm")

@@ -37,8 +37,7 @@ def parser():
 
 
 def build_server(args):
-    from tfmm.serving.config import parse_batching_parameters, parse_model_config_file, single_model_config
-    from tfmm.serving.config import BatchingParameters
+    from tfmm.serving.config import BatchingParameters, parse_batching_parameters, parse_model_config_file, single_model_config
     from tfmm.serving.server import ModelServer
 
     if args.model_config_file:

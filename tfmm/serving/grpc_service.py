@@ -7,7 +7,11 @@ import grpc
 import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
-    get_model_metadata_pb2, get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
     prediction_service_pb2_grpc,
 )
 

@@ -82,7 +82,8 @@ class Servable:
         aliases = list(signature_def.outputs)
         for alias in output_filter:
             if alias not in signature_def.outputs:
-                raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be in the set {{{','.join(aliases)}}}.")
+                raise invalid(f"output tensor alias not found in signature: {alias} "
+                              f"Outputs expected to be in the set {{{','.join(aliases)}}}.")
         try:
             outputs = self.model.signatures[name](**tensors)
         except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError, ValueError, TypeError) as error:

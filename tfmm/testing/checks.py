@@ -1,8 +1,13 @@
+import argparse
+import dataclasses
 import os
 import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
+
+from tfmm import cli
 
 
 def _outputs(value):
@@ -56,3 +61,29 @@ def tiny_retrieval_config(data_dir, output_dir, **train):
     config.export.base_dir = str(output_dir / "saved_models")
     config.export.representative_examples = 16
     return config
+
+
+@dataclasses.dataclass
+class TrainedApp:
+    """A model an app trained in a test: the task (loaded from its preset), the config, the run directory."""
+
+    runner: object
+    task: object
+    config: object
+    path: Path
+
+    def export(self, name=None):
+        return self.runner.export(self.task, self.config, name)
+
+    def evaluate(self, split="test", **options):
+        return self.runner.app.evaluate(self.task, self.config, split, **options)
+
+
+def train_app(app, config, run_path=None):
+    """Trains `app` (a `tfmm.apps.runner.App`) on `config` as its `train` command does."""
+    from tfmm.apps.runner import Runner
+
+    runner = Runner(app)
+    run_path = Path(run_path or cli.run_dir(config.train.output_dir, app.name))
+    task = app.train(runner, config, argparse.Namespace(run_dir=str(run_path)))
+    return TrainedApp(runner, task, config, run_path)

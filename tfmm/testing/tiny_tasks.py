@@ -3,14 +3,28 @@ every task (big_vision's `smoke` variants)."""
 
 import numpy as np
 
-from tfmm.encoders import (CNNImageEncoder, build_image_encoder, build_text_encoder, image_encoder_options,
-                           text_encoder_options)
+from tfmm.encoders import CNNImageEncoder, build_image_encoder, build_text_encoder, image_encoder_options, text_encoder_options
 from tfmm.layers import ImageConverter, build_decoder, build_fusion, decoder_options, fusion_options
-from tfmm.models import (CLIPBackbone, ContrastiveRetriever, ContrastiveRetrieverPreprocessor, FusionBackbone,
-                         ImageCaptioner, ImageCaptionerBackbone, ImageCaptionerPreprocessor, ImagePreprocessor,
-                         MultimodalClassifier, MultimodalClassifierPreprocessor, SceneAttributeClassifier,
-                         TextToImageBackbone, TextToImageGenerator, TextToImagePreprocessor, VisualQuestionAnswerer,
-                         VisualQuestionAnswererPreprocessor, VQVAE, VQVAEBackbone)
+from tfmm.models import (
+    VQVAE,
+    CLIPBackbone,
+    ContrastiveRetriever,
+    ContrastiveRetrieverPreprocessor,
+    FusionBackbone,
+    ImageCaptioner,
+    ImageCaptionerBackbone,
+    ImageCaptionerPreprocessor,
+    ImagePreprocessor,
+    MultimodalClassifier,
+    MultimodalClassifierPreprocessor,
+    SceneAttributeClassifier,
+    TextToImageBackbone,
+    TextToImageGenerator,
+    TextToImagePreprocessor,
+    VisualQuestionAnswerer,
+    VisualQuestionAnswererPreprocessor,
+    VQVAEBackbone,
+)
 from tfmm.text import WordPieceTokenizer, learn_vocabulary
 
 TEXTS = ["a small red circle left of a large blue star", "what color is the shape", "is there a green square",

@@ -1,7 +1,7 @@
 import pytest
 
-from tfmm.metrics import captioning
-from tfmm.metrics.captioning import caption_metrics, named_objects, names_every_object, object_correctness
+from tfmm.evaluation import caption as captioning
+from tfmm.evaluation.caption import caption_metrics, named_objects, names_every_object, object_correctness
 
 COLOURS, SHAPES = ("red", "blue", "green"), ("circle", "square", "star")
 REFERENCES = {1: ["a small red circle", "there is a small red circle"],

@@ -1,6 +1,6 @@
 import numpy as np
 
-from tfmm.metrics import recall_at_k, zero_shot_accuracy
+from tfmm.evaluation import recall_at_k, zero_shot_accuracy
 
 
 def test_recall_counts_images_of_the_same_scene_as_hits():

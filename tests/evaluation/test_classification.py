@@ -1,6 +1,6 @@
 import pytest
 
-from tfmm.metrics import classification_metrics
+from tfmm.evaluation import classification_metrics
 
 
 def test_accuracy_macro_f1_and_per_class_scores():
