@@ -85,7 +85,7 @@ def test_both_stages_write_their_runs_and_presets(generate_run):
 def test_predict_writes_every_image_and_a_grid(generate_run, tmp_path, capsys):
     out = tmp_path / "samples"
     assert run_cli("predict", "a small red circle", "zzqx wvvk", "--model", generate_run.path, "--output-dir", out,
-                   "--set", "sampling.temperature=0.8", "--set", "sampling.top_k=8") == 0
+                   "--temperature", "0.8", "--top-k", "8") == 0
     files = sorted(p.name for p in out.glob("prompt*_sample*.png"))
     assert files == ["prompt0_sample0.png", "prompt0_sample1.png", "prompt1_sample0.png", "prompt1_sample1.png"]
     assert Image.open(out / "prompt0_sample0.png").size == (32, 32) and (out / "grid.png").is_file()
@@ -103,6 +103,8 @@ def test_sampling_is_seeded(generate_run):
     (["   "], "prompt #0 is empty"),
     (["a red circle", "--set", "sampling.temperature=0"], "sampling.temperature must be above 0, got 0.0"),
     (["a red circle", "--set", "sampling.top_k=-1"], "sampling.top_k must be at least 0, got -1"),
+    (["a red circle", "--top-p", "1.5"], "sampling.top_p must be"),  # the shortcut flags go through the same checks
+    (["a red circle", "--guidance-scale", "-1"], "generation.guidance_scale must be"),
 ])
 def test_bad_sampling_requests_are_named(generate_run, tmp_path, capsys, argv, message):
     assert run_cli("predict", *argv, "--model", generate_run.path, "--output-dir", tmp_path) == 2

@@ -24,7 +24,7 @@ class PerfectJudge:
 class Replay:
     """A 'generator' that draws the real image of each prompt."""
 
-    def generate(self, prompts, seed=0, sampling=None):
+    def generate(self, prompts, seed=0, sampling=None, guidance_scale=None):
         return IMAGES[[int(p.split()[-1]) for p in prompts]]
 
 

@@ -190,14 +190,15 @@ class Generate(App):
         judge = judge or (self.judge(config, getattr(args, "judge", None)) if words else None)
         retrieval = from_preset(args.retrieval_model) if getattr(args, "retrieval_model", None) else None
         metrics.update(evaluate_generator(task, self.prompt_sets(config, config.generation.eval_prompts), judge, words,
-                                          config.sampling.seed, config.sampling, retrieval))
+                                          config.sampling.seed, config.sampling, retrieval, config.generation.guidance_scale))
         return metrics
 
     def main_report(self, runner, task, config):
         judge = Runner(JudgeStage()).train(with_training(config, "judge_train")) if object_words(config.data.source) else None
         self.report("evaluation", self.evaluate(task, config, "test", judge=judge))
         prompts = self.prompt_sets(config, 6)["test"][0]
-        images = task.generate([p for p in prompts for _ in range(4)], seed=config.sampling.seed, sampling=config.sampling)
+        images = task.generate([p for p in prompts for _ in range(4)], config.sampling.seed, config.sampling,
+                               config.generation.guidance_scale)
         print(f"wrote {image_grid(images, len(prompts), self.run_path / 'samples.png', prompts)}")
 
     def export_samples(self, config, checks):
@@ -221,6 +222,11 @@ class Generate(App):
         print(f"wrote {len(images)} images and grid.png to {out}")
         return {"prompts": args.prompts, "files": files, "grid": str(out / "grid.png"), "unknown_prompts": unknown}
 
+    def flag_overrides(self, args):
+        """The sampling flags are `--set sampling.…` / `generation.guidance_scale` shortcuts."""
+        return [f"{section}.{key}={getattr(args, key)}" for key, section in SAMPLING_FLAGS.items()
+                if getattr(args, key, None) is not None]
+
     def add_train_arguments(self, parser):
         super().add_train_arguments(parser)
         parser.add_argument("--vqvae", help="a trained VQ-VAE (preset or run; default: the latest)")
@@ -229,10 +235,12 @@ class Generate(App):
         super().add_eval_arguments(parser)
         parser.add_argument("--judge", help="the scene reader (default: the latest trained, else train one)")
         parser.add_argument("--retrieval-model", help="a trained retrieval model: also report image–text similarity")
+        _add_sampling_arguments(parser)
 
     def add_predict_arguments(self, parser):
         parser.add_argument("prompts", nargs="+")
         parser.add_argument("--output-dir", default="samples")
+        _add_sampling_arguments(parser)
 
     def add_commands(self, runner, app_parser):
         for stage, section in ((VQVAEStage(), "vqvae_train"), (JudgeStage(), "judge_train")):
@@ -244,6 +252,19 @@ class Generate(App):
         s.add_argument("--region", required=True, help="x0,y0,x1,y1 in pixels of the model's image size")
         s.add_argument("--prompt", required=True)
         s.add_argument("--output", default="edited.png")
+        _add_sampling_arguments(s)
+
+
+SAMPLING_FLAGS = {"temperature": "sampling", "top_k": "sampling", "top_p": "sampling", "seed": "sampling",
+                  "guidance_scale": "generation"}
+
+
+def _add_sampling_arguments(parser):
+    parser.add_argument("--temperature", type=float, help="sampling temperature (> 0; default sampling.temperature)")
+    parser.add_argument("--top-k", type=int, help="keep the k most likely codes (0 = all)")
+    parser.add_argument("--top-p", type=float, help="nucleus probability (1 = all)")
+    parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (1 = off)")
 
 
 def train_stage(runner, stage, section, args):
@@ -263,7 +284,7 @@ def cmd_edit(runner, args):
     if len(box) != 4:
         raise TfmmError(f"--region {args.region!r}: give x0,y0,x1,y1 in pixels")
     edited, info = task.edit(read_image_files([args.image])[0], box, args.prompt, config.generation.edit_candidates,
-                             config.sampling.seed, config.sampling)
+                             config.sampling.seed, config.sampling, config.generation.guidance_scale)
     save_png(edited, args.output)
     print(f"re-sampled {info['cells']} of {info['tokens']} tokens; wrote {args.output}")
 

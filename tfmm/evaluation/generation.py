@@ -54,14 +54,15 @@ def judge_scenes(judge, images, objects, colours, shapes):
     return float(np.mean(right)), right
 
 
-def evaluate_generator(generator, prompt_sets, judge=None, words=None, seed=0, sampling=None, retrieval=None):
+def evaluate_generator(generator, prompt_sets, judge=None, words=None, seed=0, sampling=None, retrieval=None,
+                       guidance_scale=None):
     """Prompt fidelity per prompt set ({name: (prompts, objects, real uint8 images)}), with the judge's own
     accuracy on the real images of the same prompts beside it (how far the measure can be trusted); with a
     retrieval task, the mean image–text cosine of the samples and of the real images to their prompts."""
     metrics = {}
     for name, (prompts, objects, real) in prompt_sets.items():
         started = time.perf_counter()
-        images = generator.generate(prompts, seed=seed, sampling=sampling)
+        images = generator.generate(prompts, seed=seed, sampling=sampling, guidance_scale=guidance_scale)
         metrics[f"{name}_seconds_per_image"] = (time.perf_counter() - started) / len(prompts)
         if judge is not None:
             metrics[f"{name}_prompt_fidelity"], _ = judge_scenes(judge, images, objects, *words)

@@ -141,7 +141,7 @@ class TextToImageGenerator(Task):
         known = self.preprocessor.known_words(self.preprocessor.tokenize_numpy(list(prompts))["token_ids"]).numpy()
         return [i for i, count in enumerate(known) if count == 0]
 
-    def edit(self, image, box, prompt, candidates=8, seed=0, sampling=None):
+    def edit(self, image, box, prompt, candidates=8, seed=0, sampling=None, guidance_scale=None):
         """Re-samples the tokens whose cells meet `box` (x0, y0, x1, y1 in pixels of the model's image size)
         for `prompt`, keeping the rest; of `candidates` samples keeps the one the model finds most likely as
         a whole image (so the tokens after the region, which the causal model cannot see while sampling,
@@ -161,7 +161,8 @@ class TextToImageGenerator(Task):
             for c in columns:
                 forced[r, c] = -1
         forced = np.repeat(forced.reshape(1, -1), candidates, axis=0)
-        drawn = self.sample_tokens([prompt] * candidates, seed, sampling, forced_ids=forced).reshape(candidates, -1)
+        drawn = self.sample_tokens([prompt] * candidates, seed, sampling, guidance_scale, forced_ids=forced)
+        drawn = drawn.reshape(candidates, -1)
         text_ids = np.repeat(self.preprocessor.tokenize_numpy([prompt])["token_ids"], candidates, axis=0)
         scores = ops.convert_to_numpy(self.log_likelihood(tf.constant(text_ids), tf.constant(drawn)))
         best = drawn[int(np.argmax(scores))].reshape(1, grid, grid)

@@ -92,5 +92,5 @@ class _Unguided:
     def __init__(self, task):
         self.task = task
 
-    def generate(self, prompts, seed=0, sampling=None):
+    def generate(self, prompts, seed=0, sampling=None, guidance_scale=None):
         return self.task.generate(prompts, seed, sampling, guidance_scale=1.0)
