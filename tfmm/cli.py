@@ -43,6 +43,26 @@ class AppParser:
         return parser
 
 
+# Flags that stand for a config value: name -> (section, type, help). Given, each becomes `--set section.name=value`
+# and goes through the same checks as the rest of the config.
+SAMPLING_FLAGS = {
+    "temperature": ("sampling", float, "sampling temperature (> 0)"),
+    "top_k": ("sampling", int, "keep the k most likely tokens (0 = all)"),
+    "top_p": ("sampling", float, "nucleus probability (1 = no cut)"),
+    "seed": ("sampling", int, "sampling seed"),
+}
+
+
+def add_shortcut_arguments(parser, shortcuts):
+    for name, (section, kind, help_text) in shortcuts.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, help=f"{help_text}; default {section}.{name}")
+
+
+def shortcut_overrides(args, shortcuts):
+    return [f"{section}.{name}={getattr(args, name)}" for name, (section, _, _) in shortcuts.items()
+            if getattr(args, name, None) is not None]
+
+
 def overrides(args):
     """`--set` values with the shortcut flags applied on top."""
     values = list(getattr(args, "set", []))

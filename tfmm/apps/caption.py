@@ -13,6 +13,7 @@ import tensorflow as tf
 import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
+from tfmm.cli import SAMPLING_FLAGS, add_shortcut_arguments
 from tfmm.config import DataConfig, ExportConfig, SamplingConfig, TrainConfig, app_config, at_least, between, positive, variant
 from tfmm.data import DataChecks, build_pipeline, read_image_files
 from tfmm.data.caption_sources import load_caption_examples, object_words
@@ -67,10 +68,16 @@ CaptionConfig = app_config(
     quantizations=("float32", "dynamic_int8"), decode=DecodeConfig, sampling=SamplingConfig)  # sampling: eval/predict --sample
 
 
+DECODE_FLAGS = {"beam_width": ("decode", int, "beam width (1 = greedy)"),
+                "max_length": ("decode", int, "longest caption in tokens"),
+                "length_penalty": ("decode", float, "GNMT length penalty α"), **SAMPLING_FLAGS}
+
+
 class Caption(App):
     name, description = "caption", __doc__.splitlines()[0]
     source = load_caption_examples
     config_class, task_class = CaptionConfig, ImageCaptioner
+    shortcuts = DECODE_FLAGS
 
     def build_preprocessor(self, config, train_examples):
         captions = [c.decode() for e in train_examples.map(lambda e: e["captions"]).as_numpy_iterator() for c in e]
@@ -149,11 +156,6 @@ class Caption(App):
             print(f"wrote {args.plot}")
         return {"caption": caption, "score": score, "beams": [{"caption": c, "score": s} for c, s in beams]}
 
-    def flag_overrides(self, args):
-        """The decoding flags are `--set decode.…` / `sampling.…` shortcuts, checked with the rest of the config."""
-        return [f"{section}.{key}={getattr(args, key)}" for key, section in DECODE_FLAGS.items()
-                if getattr(args, key, None) is not None]
-
     def add_eval_arguments(self, parser):
         super().add_eval_arguments(parser)
         parser.add_argument("--data", help="evaluate on this source instead (a caption folder, COCO .json, ...)")
@@ -165,19 +167,9 @@ class Caption(App):
         _add_decode_arguments(parser)
 
 
-DECODE_FLAGS = {"beam_width": "decode", "max_length": "decode", "length_penalty": "decode", "temperature": "sampling",
-                "top_k": "sampling", "top_p": "sampling", "seed": "sampling"}
-
-
 def _add_decode_arguments(parser):
-    parser.add_argument("--beam-width", type=int, help="beam width (1 = greedy; default decode.beam_width)")
-    parser.add_argument("--max-length", type=int, help="longest caption in tokens (default decode.max_length)")
-    parser.add_argument("--length-penalty", type=float, help="GNMT length penalty α (default decode.length_penalty)")
-    parser.add_argument("--sample", action="store_true", help="sample instead of beam search")
-    parser.add_argument("--temperature", type=float, help="sampling temperature (> 0)")
-    parser.add_argument("--top-k", type=int, help="sampling: keep the k most likely tokens (0 = all)")
-    parser.add_argument("--top-p", type=float, help="sampling: nucleus probability (1 = all)")
-    parser.add_argument("--seed", type=int, help="sampling seed")
+    add_shortcut_arguments(parser, DECODE_FLAGS)
+    parser.add_argument("--sample", action="store_true", help="sample (--temperature, --top-k, ...) instead of beam search")
 
 
 def main(argv=None):

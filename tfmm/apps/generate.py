@@ -19,6 +19,7 @@ from tfmm import cli
 from tfmm.apps.generate_stages import JudgeStage, VQVAEStage, heldout_split_point, with_training
 from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
+from tfmm.cli import SAMPLING_FLAGS, add_shortcut_arguments
 from tfmm.config import DataConfig, ExportConfig, SamplingConfig, TrainConfig, app_config, at_least, between, one_of, positive
 from tfmm.data import DataChecks, build_pipeline, read_image_files
 from tfmm.data.caption_sources import load_caption_examples, object_words
@@ -92,10 +93,14 @@ GenerateConfig = app_config(
     sampling=SamplingConfig, generation=GenerationConfig)  # sampling: stored in the model as its defaults
 
 
+GENERATION_FLAGS = {**SAMPLING_FLAGS, "guidance_scale": ("generation", float, "classifier-free guidance (1 = off)")}
+
+
 class Generate(App):
     name, description = "generate", __doc__.splitlines()[0]
     config_class, task_class = GenerateConfig, TextToImageGenerator
     model_sections = ("model", "vqvae")
+    shortcuts = GENERATION_FLAGS
     vqvae = token_dir = run_path = None  # set by `train` before the runner reads token records
 
     def train(self, runner, config, args=None):
@@ -222,11 +227,6 @@ class Generate(App):
         print(f"wrote {len(images)} images and grid.png to {out}")
         return {"prompts": args.prompts, "files": files, "grid": str(out / "grid.png"), "unknown_prompts": unknown}
 
-    def flag_overrides(self, args):
-        """The sampling flags are `--set sampling.…` / `generation.guidance_scale` shortcuts."""
-        return [f"{section}.{key}={getattr(args, key)}" for key, section in SAMPLING_FLAGS.items()
-                if getattr(args, key, None) is not None]
-
     def add_train_arguments(self, parser):
         super().add_train_arguments(parser)
         parser.add_argument("--vqvae", help="a trained VQ-VAE (preset or run; default: the latest)")
@@ -255,16 +255,8 @@ class Generate(App):
         _add_sampling_arguments(s)
 
 
-SAMPLING_FLAGS = {"temperature": "sampling", "top_k": "sampling", "top_p": "sampling", "seed": "sampling",
-                  "guidance_scale": "generation"}
-
-
 def _add_sampling_arguments(parser):
-    parser.add_argument("--temperature", type=float, help="sampling temperature (> 0; default sampling.temperature)")
-    parser.add_argument("--top-k", type=int, help="keep the k most likely codes (0 = all)")
-    parser.add_argument("--top-p", type=float, help="nucleus probability (1 = all)")
-    parser.add_argument("--seed", type=int, help="sampling seed")
-    parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (1 = off)")
+    add_shortcut_arguments(parser, GENERATION_FLAGS)
 
 
 def train_stage(runner, stage, section, args):

@@ -88,9 +88,7 @@ class App:
         raise NotImplementedError
 
     # ---- command line
-    def flag_overrides(self, args):
-        """`--set` values an app's own flags stand for (caption's --beam-width, ...)."""
-        return []
+    shortcuts = {}  # flags that stand for config values (`cli.SAMPLING_FLAGS`, caption's --beam-width, ...)
 
     def add_train_arguments(self, parser):
         parser.add_argument("--run-dir", help="run directory; an interrupted run given here resumes from its last backup")
@@ -121,7 +119,7 @@ class Runner:
         return load_config(self.app.config_class, path, self.overrides(args), base=base)
 
     def overrides(self, args):
-        return cli.overrides(args) + self.app.flag_overrides(args)
+        return cli.overrides(args) + cli.shortcut_overrides(args, self.app.shortcuts)
 
     def _model_path(self, args):
         if getattr(args, "model", None):

@@ -1,4 +1,4 @@
-"""open_clip side of `tools/bench.py retrieval --vs-open-clip`; runs in its own virtual environment.
+"""open_clip side of `python -m tools.bench peer`; runs in its own virtual environment (tools/.venv-openclip).
 
 Trains the tiny CLIP of the benchmark spec on random batches and prints per-step
 times as JSON: {"float32": [...], "bfloat16": [...]}.
