@@ -111,3 +111,23 @@ def save_png(image, path):
         image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
     Image.fromarray(image).save(path)
     return path
+
+
+def attention_overlay(image, weights, size=256, alpha=0.55):
+    """An image (uint8 (H, W, 3)) with attention over its square region grid (`weights`, g·g values)
+    laid on top as a heat map: a uint8 (size, size, 3) picture, for a page rather than a figure."""
+    import matplotlib
+
+    weights = np.asarray(weights, np.float32).reshape(-1)
+    side = int(round(math.sqrt(weights.size)))
+    if side * side != weights.size:
+        raise ValueError(f"attention over {weights.size} regions is not a square grid")
+    span = weights.max() - weights.min()
+    if not weights.any():  # no attention recorded: the plain image
+        alpha = 0.0
+    weights = (weights - weights.min()) / span if span > 0 else np.zeros_like(weights)
+    grid = Image.fromarray((weights.reshape(side, side) * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    heat = matplotlib.colormaps["inferno"](np.asarray(grid) / 255.0)[..., :3]
+    base = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).convert("RGB").resize((size, size), Image.BILINEAR))
+    blend = np.clip((1 - alpha) * base / 255.0 + alpha * heat, 0, 1)
+    return (blend * 255).round().astype(np.uint8)

@@ -7,6 +7,10 @@ SavedModel signatures (`<base>/<name>/<version>/`):
   by beam search with the configured width (`decode.beam_width`; 1 = greedy).
 - `caption_beam`: the same with `beam_width` int32 (a scalar, 1…`decode.max_beam_width`): a signature
   cannot have an optional input, so the width a client chooses has its own signature.
+- `caption_attention`: `image_bytes` string[n], `beam_width` int32 → `caption` string[n], `words` string[n, L]
+  (the best caption's word pieces, "" after its end; L = `decode.max_length`) and `attention` float[n, L, regions]
+  (the decoder's attention over the image's region grid while writing each of them; zeros past the decoder's
+  input window): what a demo's attention strip shows.
 - `caption_tensors`: `images` float[n, S, S, 3] 0..1 → `token_ids` int32[n, max_length] (greedy), for parity.
 Decoding stops at `decode.max_length` tokens, so no request can hang.
 
@@ -46,21 +50,39 @@ def build_archive(model, beam_width):
     size, max_length, max_beam = model.backbone.image_size, model.max_length, model.max_beam_width
     archive = task_archive(model)
 
-    def caption(image_bytes, beam_width):
+    def decode(image_bytes, beam_width):
         check = tf.debugging.Assert((beam_width >= 1) & (beam_width <= max_beam),
                                     [f"beam_width must be between 1 and {max_beam}, got", beam_width])
         with tf.control_dependencies([check]):  # before the loop allocates beams
             beam_width = tf.identity(beam_width)
         images = preprocessor({"images": image_bytes})["images"]
-        out = model.generate(images, max_length, beam_width, model.length_penalty)
+        return images, model.generate(images, max_length, beam_width, model.length_penalty)
+
+    def caption(image_bytes, beam_width):
+        _, out = decode(image_bytes, beam_width)
         captions = preprocessor.detokenize(out["token_ids"])
         return {"caption": captions[:, 0], "score": out["scores"][:, 0], "top_captions": captions,
                 "top_scores": out["scores"]}
+
+    def caption_attention(image_bytes, beam_width):
+        images, out = decode(image_bytes, beam_width)
+        token_ids = out["token_ids"][:, 0]
+        # The decoder re-reads its own caption (teacher forcing): row i is its attention while writing token i.
+        length = model.backbone.sequence_length
+        inputs = tf.concat([tf.fill([tf.shape(token_ids)[0], 1], model.start_id), token_ids], axis=1)[:, :length]
+        inputs = tf.pad(inputs, [[0, 0], [0, length - tf.shape(inputs)[1]]], constant_values=model.pad_id)
+        attention = model({"images": images, "token_ids": inputs}, training=False)["attention"][:, :max_length]
+        # A caption can run past the decoder's input window (a GRU decodes any length): zeros there.
+        attention = tf.pad(attention, [[0, 0], [0, max_length - tf.shape(attention)[1]], [0, 0]])
+        return {"caption": preprocessor.detokenize(token_ids), "words": preprocessor.tokenizer.token_strings(token_ids),
+                "attention": attention}
 
     image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
     add_endpoint(archive, ["serving_default", "caption"], lambda image_bytes: caption(image_bytes, tf.constant(beam_width)),
                  [image_bytes])
     archive.add_endpoint("caption_beam", caption,
+                         input_signature=[image_bytes, tf.TensorSpec([], tf.int32, name="beam_width")])
+    archive.add_endpoint("caption_attention", caption_attention,
                          input_signature=[image_bytes, tf.TensorSpec([], tf.int32, name="beam_width")])
     archive.add_endpoint("caption_tensors", lambda images: {"token_ids": model.generate(images, max_length)["token_ids"][:, 0]},
                          input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])

@@ -2,7 +2,8 @@
 
 SavedModel signatures (`<base>/<name>/<version>/`):
 - `classify` (`serving_default`): `image_bytes` string[n], `text` string[n] → per task `<task>` string[n]
-  (the predicted class) and `<task>_probabilities` float[n, classes] (ordered as `assets.extra/classes.json`).
+  (the predicted class), `<task>_probabilities` float[n, classes] (ordered as `assets.extra/classes.json`),
+  and the best five as `<task>_top_labels` string[n, 5] / `<task>_top_probabilities` float[n, 5].
 - `classify_tensors`: the TFLite model's tensors → `<task>_probabilities`.
 
 Beside it: `assets.extra/tfmm_config.toml`, `vocabulary.txt`, `classes.json`, and
@@ -28,8 +29,10 @@ def build_archive(model):
         out = {}
         for task in model.tasks:
             probabilities = result[f"{task}_probabilities"]
-            out[task] = tf.gather(names[task], tf.argmax(probabilities, axis=-1))
+            top = tf.math.top_k(probabilities, k=min(5, len(model.tasks[task])))
+            out[task] = tf.gather(names[task], top.indices[:, 0])
             out[f"{task}_probabilities"] = probabilities
+            out[f"{task}_top_labels"], out[f"{task}_top_probabilities"] = tf.gather(names[task], top.indices), top.values
         return out
 
     def classify(image_bytes, text):

@@ -3,7 +3,8 @@
 SavedModel signatures (`<base>/<name>/<version>/`):
 - `answer` (`serving_default`): `image_bytes` string[n] (PNG/JPEG/...), `question` string[n] →
   `answer` string[n], `probabilities` float[n, answers] (in the order of `assets.extra/answers.txt`),
-  `top_answers` string[n, 5] and `top_probabilities` float[n, 5].
+  `top_answers` string[n, 5] and `top_probabilities` float[n, 5]; with an attention fusion also `attention`
+  float[n, regions] (the question's attention over the image's region grid, mean over heads and words).
   Image i is asked question i. (Clip models take `frames` string[n, frames] instead of `image_bytes`.)
 - `answer_tensors`: `images` float[n, S, S, 3] 0..1, `token_ids` / `padding_mask` int32[n, 1, L] →
   `probabilities`: the tensors the TFLite model takes, for parity checks.
@@ -20,6 +21,12 @@ from tfmm.export.saved_model import add_endpoint, task_archive, write_export
 from tfmm.export.tflite import write_tflite_models
 
 
+def _attention_over_image(attention, padding_mask):
+    """(n, heads, tokens, regions) → (n, regions): the mean over heads and the question's real tokens."""
+    mask = tf.cast(padding_mask, attention.dtype)[:, None, :, None]
+    return tf.reduce_sum(attention * mask, axis=[1, 2]) / tf.reduce_sum(mask * tf.ones_like(attention), axis=[1, 2])
+
+
 def build_archive(model):
     preprocessor, backbone = model.preprocessor, model.backbone
     size, length, frames = backbone.image_size, backbone.sequence_length, backbone.frames
@@ -30,11 +37,16 @@ def build_archive(model):
         tf.debugging.assert_equal(tf.shape(image_bytes)[0], tf.shape(question)[0],
                                   message="give one question per image: image_bytes and question differ in length")
         tf.debugging.assert_greater(tf.strings.length(tf.strings.strip(question)), 0, message="a question is empty")
-        probabilities = model(preprocessor({"images": image_bytes, "questions": question}), training=False)["probabilities"][:, 0]
+        inputs = preprocessor({"images": image_bytes, "questions": question})
+        outputs = model(inputs, training=False)
+        probabilities = outputs["probabilities"][:, 0]
         top = tf.math.top_k(probabilities, k=min(5, len(model.answer_vocabulary)))
         # Every output has the batch as dim 0, as TF Serving's row format requires.
-        return {"answer": tf.gather(answers, top.indices[:, 0]), "probabilities": probabilities,
-                "top_answers": tf.gather(answers, top.indices), "top_probabilities": top.values}
+        result = {"answer": tf.gather(answers, top.indices[:, 0]), "probabilities": probabilities,
+                  "top_answers": tf.gather(answers, top.indices), "top_probabilities": top.values}
+        if "attention" in outputs and not frames:
+            result["attention"] = _attention_over_image(outputs["attention"][:, 0], inputs["padding_mask"][:, 0])
+        return result
 
     def answer_tensors(images, token_ids, padding_mask):
         inputs = {"images": images, "token_ids": token_ids, "padding_mask": padding_mask}

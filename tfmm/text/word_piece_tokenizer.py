@@ -49,14 +49,18 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
     def decode(self, token_ids):
         """Token ids (..., L) → strings (...): the tokens before the first end token, special tokens
         dropped, word pieces joined, no space before punctuation."""
-        token_ids = tf.convert_to_tensor(token_ids, tf.int32)
-        before_end = tf.math.cumsum(tf.cast(token_ids == self.end_id, tf.int32), axis=-1) == 0
-        special = tf.reduce_any(token_ids[..., None] == tf.constant(self.special_ids), axis=-1)
-        words = tf.where(before_end & ~special, tf.gather(tf.constant(self.get_vocabulary()), token_ids), "")
-        text = tf.strings.reduce_join(words, axis=-1, separator=" ")
+        text = tf.strings.reduce_join(self.token_strings(token_ids), axis=-1, separator=" ")
         text = tf.strings.strip(tf.strings.regex_replace(text, " +", " "))
         text = tf.strings.regex_replace(text, " ##", "")
         return tf.strings.regex_replace(text, r" ([,.;:!?])", r"\1")
+
+    def token_strings(self, token_ids):
+        """Token ids (..., L) → their word pieces (..., L), "" for special tokens and from the first end
+        token on: what a per-token display (a caption's attention strip) shows."""
+        token_ids = tf.convert_to_tensor(token_ids, tf.int32)
+        before_end = tf.math.cumsum(tf.cast(token_ids == self.end_id, tf.int32), axis=-1) == 0
+        special = tf.reduce_any(token_ids[..., None] == tf.constant(self.special_ids), axis=-1)
+        return tf.where(before_end & ~special, tf.gather(tf.constant(self.get_vocabulary()), token_ids), "")
 
     def decode_numpy(self, token_ids):
         """The plain-Python twin of `decode` for one sequence of ids."""

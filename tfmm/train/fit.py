@@ -65,6 +65,7 @@ def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, w
             result = model.fit(
                 train_stream().skip(skip), validation_data=validation_data, initial_epoch=initial_epoch, epochs=epochs,
                 steps_per_epoch=steps, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+                shuffle=False,  # tf.data already shuffles; Keras warns on every fit otherwise
             )
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(values)
