@@ -93,14 +93,24 @@ def image_grid(images, rows, path, titles=None):
     return _save(figure, path)
 
 
-def plot_probabilities(labels, probabilities, title, path):
-    """Horizontal bars of class probabilities, most likely on top."""
+def plot_probabilities(groups, title, path, image=None):
+    """Horizontal bars of class probabilities, most likely on top: one panel per group ({name: (labels,
+    probabilities)}: a classifier's tasks, a zero-shot list), after the input `image` when given."""
     plt = _pyplot()
-    order = np.argsort(probabilities)[::-1]
-    figure, axis = plt.subplots(figsize=(5, 0.35 * len(order) + 1.2))
-    axis.barh([labels[i] for i in order][::-1], [float(probabilities[i]) for i in order][::-1], color="#4477aa")
-    axis.set_xlim(0, 1)
-    axis.set_title(title, fontsize=10)
+    panels = len(groups) + (image is not None)
+    height = max([1.5] + [0.32 * min(len(labels), 10) + 1.0 for labels, _ in groups.values()])
+    figure, axes = plt.subplots(1, panels, figsize=(4.2 * panels, height), squeeze=False)
+    axes = list(axes[0])
+    if image is not None:
+        axes[0].imshow(_as_float(image))
+        axes[0].axis("off")
+        axes = axes[1:]
+    for axis, (name, (labels, probabilities)) in zip(axes, groups.items()):
+        order = np.argsort(probabilities)[::-1][:10]
+        axis.barh([labels[i] for i in order][::-1], [float(probabilities[i]) for i in order][::-1], color="#4477aa")
+        axis.set_xlim(0, 1)
+        axis.set_title(name, fontsize=10)
+    figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 
 

@@ -12,7 +12,7 @@ from tfmm.data import DataChecks
 from tfmm.evaluation import caption as caption_evaluation
 from tfmm.export.tflite import op_names
 from tfmm.layers import decoder_options
-from tfmm.testing import check_in_fresh_process, train_app
+from tfmm.testing import assert_picture, check_in_fresh_process, train_app
 
 
 def run_cli(*argv):
@@ -113,6 +113,9 @@ def test_predict_writes_the_caption_and_an_attention_plot(caption_run, test_imag
     assert Image.open(plot).size[0] > 300
     assert run_cli("predict", test_image, "--model", caption_run.path, "--sample", "--temperature", 0.7,
                    "--top-k", 5, "--seed", 3) == 0
+    pictures = caption_run.runner.app.main_pictures(caption_run.task, caption_run.config, tmp_path)
+    assert [p.name for p in pictures] == ["caption.png"]
+    assert_picture(pictures[0])
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -12,7 +12,7 @@ from tfmm.data.reports import TASKS, make_report
 from tfmm.evaluation import evaluate_classifier
 from tfmm.export.tflite import op_names
 from tfmm.layers import fusion_options
-from tfmm.testing import check_in_fresh_process, tiny_tasks, train_app
+from tfmm.testing import assert_picture, check_in_fresh_process, tiny_tasks, train_app
 
 
 def run_cli(*argv):
@@ -120,6 +120,11 @@ def test_predict_and_bad_input(classify_run, tmp_path, capsys):
     assert "text #0 is empty" in capsys.readouterr().err
     assert run_cli("predict", tmp_path / "none.png", "--text", "x", "--model", classify_run.path) == 2
     assert "none.png: missing" in capsys.readouterr().err
+    assert run_cli("predict", image, "--text", "a red object.", "--model", classify_run.path, "--plot", tmp_path / "p.png") == 0
+    assert_picture(tmp_path / "p.png")
+    pictures = classify_run.runner.app.main_pictures(classify_run.task, classify_run.config, tmp_path)
+    assert [p.name for p in pictures] == ["classify.png"]
+    assert_picture(pictures[0])
 
 
 def write_table(folder, rows, name="data.csv"):

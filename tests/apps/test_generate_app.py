@@ -10,7 +10,7 @@ from tfmm.apps.generate_stages import JudgeStage, VQVAEStage, with_training
 from tfmm.apps.runner import Runner
 from tfmm.data import DataChecks
 from tfmm.evaluation import evaluate_generator
-from tfmm.testing import check_in_fresh_process, train_app
+from tfmm.testing import assert_picture, check_in_fresh_process, train_app
 
 
 def run_cli(*argv):
@@ -90,6 +90,10 @@ def test_predict_writes_every_image_and_a_grid(generate_run, tmp_path, capsys):
     assert files == ["prompt0_sample0.png", "prompt0_sample1.png", "prompt1_sample0.png", "prompt1_sample1.png"]
     assert Image.open(out / "prompt0_sample0.png").size == (32, 32) and (out / "grid.png").is_file()
     assert "'zzqx wvvk' has no word the model knows" in capsys.readouterr().out
+    assert_picture(out / "grid.png")
+    pictures = generate_run.runner.app.main_pictures(generate_run.task, generate_run.config, tmp_path)
+    assert [p.name for p in pictures] == ["samples.png"]
+    assert_picture(pictures[0])
 
 
 def test_sampling_is_seeded(generate_run):

@@ -92,6 +92,24 @@ def test_predict_gives_probabilities(trained_run, image_folder, tmp_path):
     assert sum(p["probability"] for p in prediction["top5"]) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_pictures_of_search_and_zero_shot(trained_run, image_folder, tmp_path):
+    from tfmm.testing import assert_picture
+
+    assert run_cli("predict", "--model", trained_run.path, image_folder / "0.png", "--classes", "red circle,blue star",
+                   "--plot", tmp_path / "zero_shot.png") == 0
+    assert_picture(tmp_path / "zero_shot.png")
+    index = tmp_path / "index.npz"
+    assert run_cli("index", "--model", trained_run.path, "--index", index, "--images", image_folder) == 0
+    assert run_cli("search", "--model", trained_run.path, "--index", index, "--text", "a red circle", "--top-k", 3,
+                   "--plot", tmp_path / "search.png") == 0
+    assert_picture(tmp_path / "search.png")
+    assert run_cli("search", "--model", trained_run.path, "--index", index, "--image", image_folder / "0.png",
+                   "--plot", tmp_path / "no.png") == 2
+    pictures = trained_run.runner.app.main_pictures(trained_run.task, trained_run.config, tmp_path)
+    assert [p.name for p in pictures] == ["search.png"]
+    assert_picture(pictures[0])
+
+
 @pytest.mark.parametrize("argv,message", [
     (["eval", "--set", "data.sourse=x"], "unknown config key 'data.sourse'"),
     (["eval", "--set", "model.embedding_dim=8"], "fixes its model section"),

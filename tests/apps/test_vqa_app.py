@@ -10,7 +10,7 @@ from tfmm.export.saved_model import versions
 from tfmm.export.tflite import TFLiteRunner, op_names
 from tfmm.layers import fusion_options
 from tfmm.models import save_preset
-from tfmm.testing import check_in_fresh_process, tiny_tasks, train_app
+from tfmm.testing import assert_picture, check_in_fresh_process, tiny_tasks, train_app
 
 
 def run_cli(*argv):
@@ -136,6 +136,7 @@ def test_a_bare_preset_works_as_model_and_plots_need_an_attention_fusion(vqa_run
     assert run_cli("predict", image, "--question", "what shape is present?", "--model", vqa_run.path,
                    "--plot", tmp_path / "p.png") == 2
     assert "(ConcatFusion) has no attention over the image" in capsys.readouterr().err
+    assert vqa_run.runner.app.main_pictures(vqa_run.task, vqa_run.config, tmp_path) == []  # nothing to draw
 
 
 def test_saved_model_and_preset_answer_alike_in_a_fresh_process(vqa_run, vqa_export, vqa_data, tmp_path):
@@ -195,6 +196,9 @@ def test_video_clips_train_and_answer_from_frames(tmp_path, capsys):
     assert "→" in capsys.readouterr().out and (tmp_path / "clip.png").is_file()
     assert run_cli("predict", paths[0], "--question", "what shape is moving?", "--model", run.path) == 2
     assert "takes 3 image file(s), got 1" in capsys.readouterr().err
+    pictures = run.runner.app.main_pictures(run.task, run.config, tmp_path)
+    assert [p.name for p in pictures] == ["attention.png"]
+    assert_picture(pictures[0])
 
 
 def test_the_export_is_served_over_rest_by_tfmm_serving(vqa_run, vqa_export, vqa_data, tmp_path):

@@ -137,6 +137,21 @@ class Caption(App):
     def export(self, task, config, samples, base_dir, name, quantizations):
         return export_captioner(task, config, samples, base_dir, name, quantizations)
 
+    def main_pictures(self, task, config, folder):
+        image = next(self.load_split(config, "test", DataChecks(strict=config.data.strict)).as_numpy_iterator())["image"]
+        out = task.caption_details(image[None], config.decode.beam_width, config.decode.length_penalty, config.decode.max_length)
+        return [self.plot(task, image, out["token_ids"][0], out["captions"][0][0][0], folder / "caption.png")]
+
+    @staticmethod
+    def plot(task, image, token_ids, caption, path):
+        """The image, then each word of its caption with that word's attention over the image."""
+        tokenizer = task.preprocessor.tokenizer
+        ids = [int(i) for i in token_ids if i != tokenizer.pad_id]  # the caption's tokens and its end token
+        words = ["<end>" if i == tokenizer.end_id else tokenizer.id_to_token(i) for i in ids]
+        batch = [image] if isinstance(image, bytes) else np.asarray(image)[None]
+        pixels = task.preprocessor.image_converter.pixels(batch).numpy()[0]
+        return plot_caption(pixels, words, task.attention_maps(image, ids), caption, path)
+
     def predict(self, task, config, args):
         sampling = config.sampling if args.sample else None
         encoded = read_image_files([args.image])
@@ -148,12 +163,7 @@ class Caption(App):
         for other, other_score in beams[1:]:
             print(f"  {other}  ({other_score:.3f})")
         if args.plot:
-            tokenizer = task.preprocessor.tokenizer
-            ids = [int(i) for i in out["token_ids"][0] if i != tokenizer.pad_id]  # the caption's tokens and its end token
-            words = ["<end>" if i == tokenizer.end_id else tokenizer.id_to_token(i) for i in ids]
-            pixels = task.preprocessor.image_converter.pixels(tf.constant(encoded)).numpy()[0]
-            plot_caption(pixels, words, task.attention_maps(encoded[0], ids), caption, args.plot)
-            print(f"wrote {args.plot}")
+            print(f"wrote {self.plot(task, encoded[0], out['token_ids'][0], caption, args.plot)}")
         return {"caption": caption, "score": score, "beams": [{"caption": c, "score": s} for c, s in beams]}
 
     def add_eval_arguments(self, parser):

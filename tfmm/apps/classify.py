@@ -27,6 +27,7 @@ from tfmm.layers import FUSIONS
 from tfmm.models import MultimodalClassifier, MultimodalClassifierPreprocessor
 from tfmm.models.multimodal_classifier import LOSS_WEIGHTINGS
 from tfmm.train.session import per_worker_batch
+from tfmm.visualization import plot_probabilities
 
 
 @dataclasses.dataclass
@@ -152,14 +153,29 @@ class Classify(App):
     def export(self, task, config, samples, base_dir, name, quantizations):
         return export_classifier(task, config, samples, base_dir, name, quantizations)
 
+    def main_pictures(self, task, config, folder):
+        example = next(self.load_split(config, "test", DataChecks(strict=config.data.strict)).as_numpy_iterator())
+        return [self.plot(task, example["image"], example["text"].decode(), folder / "classify.png")]
+
+    @staticmethod
+    def plot(task, image, text, path):
+        """The image, and each task's class probabilities for (image, text) as bars."""
+        probabilities = task.classify_details(np.asarray(image)[None], [text])
+        groups = {name: (classes, probabilities[f"{name}_probabilities"][0]) for name, classes in task.tasks.items()}
+        return plot_probabilities(groups, text if len(text) < 90 else text[:87] + "…", path, image=image)
+
     def predict(self, task, config, args):
-        probabilities = task.classify_details(read_image_files([args.image]), [args.text])
+        encoded = read_image_files([args.image])
+        probabilities = task.classify_details(encoded, [args.text])
         result = {}
         for name, classes in task.tasks.items():
             row = probabilities[f"{name}_probabilities"][0]
             top = np.argsort(-row)[: min(5, len(classes))]
             result[name] = {"label": classes[top[0]], "top": [{"label": classes[i], "probability": float(row[i])} for i in top]}
             print(f"{name}: {classes[top[0]]}  (" + ", ".join(f"{classes[i]} {row[i]:.3f}" for i in top) + ")")
+        if args.plot:
+            pixels = task.preprocessor.image_converter.pixels(tf.constant(encoded)).numpy()[0]
+            print(f"wrote {self.plot(task, pixels, args.text, args.plot)}")
         return result
 
     def add_eval_arguments(self, parser):
@@ -169,6 +185,7 @@ class Classify(App):
     def add_predict_arguments(self, parser):
         parser.add_argument("image")
         parser.add_argument("--text", required=True)
+        parser.add_argument("--plot", help="write a PNG of the image with each task's class probabilities")
 
 
 def main(argv=None):

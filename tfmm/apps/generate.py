@@ -201,10 +201,12 @@ class Generate(App):
     def main_report(self, runner, task, config):
         judge = Runner(JudgeStage()).train(with_training(config, "judge_train")) if object_words(config.data.source) else None
         self.report("evaluation", self.evaluate(task, config, "test", judge=judge))
+
+    def main_pictures(self, task, config, folder):
         prompts = self.prompt_sets(config, 6)["test"][0]
         images = task.generate([p for p in prompts for _ in range(4)], config.sampling.seed, config.sampling,
                                config.generation.guidance_scale)
-        print(f"wrote {image_grid(images, len(prompts), self.run_path / 'samples.png', prompts)}")
+        return [image_grid(images, len(prompts), folder / "samples.png", prompts)]
 
     def export_samples(self, config, checks):
         examples = load_caption_examples(config.data, "validation", checks.images).take(config.export.representative_examples)

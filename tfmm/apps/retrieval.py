@@ -36,6 +36,7 @@ from tfmm.models.contrastive_retriever import DEFAULT_TEMPLATES, check_templates
 from tfmm.retrieval import EmbeddingIndex
 from tfmm.text import TextAugmenter
 from tfmm.train.session import per_worker_batch
+from tfmm.visualization import image_grid, plot_probabilities
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp"}
 HELDOUT_CLASSES = [f"{c} {s}" for c, s in HELDOUT_COMBINATIONS]
@@ -131,6 +132,14 @@ class Retrieval(App):
         if config.data.source == "shapes":
             self.report("zero-shot, held-out colour–shape combinations", self.zero_shot(task, config))
 
+    def main_pictures(self, task, config, folder):
+        examples = list(self.load_split(config, "test", DataChecks(strict=config.data.strict)).take(200).as_numpy_iterator())
+        images = np.stack([e["image"] for e in examples])
+        queries = [examples[i]["captions"][0].decode() for i in range(0, min(len(examples), 3))]
+        scores = task.embed_texts(queries) @ task.embed_images(images).T
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+        return [image_grid([images[i] for row in top for i in row], len(queries), folder / "search.png", queries)]
+
     def export_samples(self, config, checks):
         samples = list(self.load_split(config, "validation", checks).take(config.export.representative_examples)
                        .as_numpy_iterator())
@@ -149,11 +158,16 @@ class Retrieval(App):
             predictions.append({"image": str(path), "label": classes[top[0]],
                                 "top5": [{"class": classes[i], "probability": float(row[i])} for i in top]})
             print(f"{path}: {classes[top[0]]}  (" + ", ".join(f"{classes[i]} {row[i]:.3f}" for i in top) + ")")
+        if args.plot:
+            pixels = task.preprocessor.image_converter.pixels(tf.constant(read_image_files(args.images[:1]))).numpy()[0]
+            groups = {"zero-shot": (classes, result["probabilities"][0])}
+            print(f"wrote {plot_probabilities(groups, str(args.images[0]), args.plot, image=pixels)}")
         return {"predictions": predictions}
 
     def add_predict_arguments(self, parser):
         parser.add_argument("images", nargs="+", help="image files")
         parser.add_argument("--classes", help="comma-separated class names (default: config or shapes combinations)")
+        parser.add_argument("--plot", help="write a PNG of the first image with its zero-shot probabilities")
 
     def add_commands(self, runner, app_parser):
         s = app_parser.command("zero-shot", lambda args: cmd_zero_shot(self, runner, args), "zero-shot accuracy", output=True)
@@ -170,6 +184,7 @@ class Retrieval(App):
         s.add_argument("--text")
         s.add_argument("--image")
         s.add_argument("--top-k", type=int, default=5)
+        s.add_argument("--plot", help="write a PNG of the query and the images it found (a --text search)")
         s = app_parser.command("save-presets", lambda args: cmd_save_presets(runner, args),
                                "write the trained encoders as keras-hub preset directories")
         s.add_argument("--output", required=True, help="directory to create")
@@ -233,6 +248,11 @@ def cmd_search(runner, args):
     rows = [{"rank": rank, "score": score, "match": match} for rank, (match, score) in enumerate(results, 1)]
     for row in rows:
         print(f"{row['rank']:>3}  {row['score']:.4f}  {row['match']}")
+    if args.plot:
+        if not args.text:
+            raise TfmmError("--plot draws the images a --text search finds; an --image search finds captions")
+        pixels = task.preprocessor.image_converter.pixels(tf.constant(read_image_files([m for m, _ in results]))).numpy()
+        print(f"wrote {image_grid(list(pixels), 1, args.plot, [args.text])}")
     if args.output:
         cli.write_json(args.output, {"query": args.text or args.image, "results": rows})
 

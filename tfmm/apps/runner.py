@@ -76,6 +76,10 @@ class App:
         """What the main job prints after training (default: the test split's metrics)."""
         self.report("test split", self.evaluate(task, config, "test"))
 
+    def main_pictures(self, task, config, folder):
+        """Pictures of a few test examples the main job writes into the run folder; returns their paths."""
+        return []
+
     def export_samples(self, config, checks):
         """Raw sample inputs from real data that calibrate int8 TFLite and check parity."""
         raise NotImplementedError
@@ -106,6 +110,7 @@ class App:
 class Runner:
     def __init__(self, app):
         self.app = app
+        self.run_path = None  # the run `train` wrote last
 
     # --------------------------------------------------------------------------------- configuration
 
@@ -155,7 +160,7 @@ class Runner:
         (None on non-chief workers). Given the `run_path` of an interrupted run, training resumes."""
         session = TrainingSession(config)  # first: a multi-worker strategy needs an untouched runtime
         app, checks = self.app, DataChecks(strict=config.data.strict)
-        run_path = Path(run_path or cli.run_dir(config.train.output_dir, app.name))
+        run_path = self.run_path = Path(run_path or cli.run_dir(config.train.output_dir, app.name))
         train_examples = app.load_split(config, "train", checks)
         preprocessor = app.build_preprocessor(config, train_examples)
 
@@ -187,6 +192,8 @@ class Runner:
         if task is None:  # a non-chief worker: the chief evaluates and exports
             return
         self.app.main_report(self, task, config)
+        for path in self.app.main_pictures(task, config, self.run_path):
+            print(f"wrote {path}")
         print(f"\nexported {self.export(task, config)}")
 
     def cmd_train(self, args):

@@ -150,6 +150,15 @@ class VQA(App):
     def export(self, task, config, samples, base_dir, name, quantizations):
         return export_answerer(task, config, samples, base_dir, name, quantizations)
 
+    def main_pictures(self, task, config, folder):
+        group = next(self.load_split(config, "test", DataChecks(strict=config.data.strict)).as_numpy_iterator())
+        media, question = group["image"][None], group["questions"][0].decode()
+        outputs = task.answer_details(media, [question])
+        if "attention" not in outputs:  # a fusion without attention over the image
+            return []
+        answer = task.answer_vocabulary[int(outputs["probabilities"][0].argmax())]
+        return [self.plot(task, media, question, outputs, answer, folder / "attention.png")]
+
     def predict(self, task, config, args):
         frames = task.backbone.frames
         if len(args.media) != (frames or 1):
@@ -179,7 +188,7 @@ class VQA(App):
         frames = task.backbone.frames
         pixels = task.preprocessor.image_converter.pixels(tf.constant(media)).numpy()[0]
         images = [pixels] if not frames else [pixels[f] for f in outputs["frame_attention"][0].argmax(-1)]
-        plot_attention(images, weights.reshape(len(images), -1), f"{question} → {answer}", path)
+        return plot_attention(images, weights.reshape(len(images), -1), f"{question} → {answer}", path)
 
     def add_eval_arguments(self, parser):
         super().add_eval_arguments(parser)

@@ -8,7 +8,7 @@ from tfmm.errors import TfmmError
 
 def parser():
     p = argparse.ArgumentParser(prog="python -m tfmm.demo", description="a web page with a tab per exported app")
-    p.add_argument("--models", default="saved_models", help="exported models, one folder per app (default: saved_models)")
+    p.add_argument("--models", help="exported models, one folder per app (default: saved_models)")
     p.add_argument("--server", help="a model server's gRPC address (tfmm.serving or TF Serving) instead of --models")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=7860)
@@ -18,6 +18,8 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.models and args.server:
+        parser().error("give --models or --server, not both")
     try:
         from tfmm.demo.backends import open_models
         from tfmm.demo.examples import examples

@@ -87,3 +87,11 @@ def train_app(app, config, run_path=None):
     run_path = Path(run_path or cli.run_dir(config.train.output_dir, app.name))
     task = app.train(runner, config, argparse.Namespace(run_dir=str(run_path)))
     return TrainedApp(runner, task, config, run_path)
+
+
+def assert_picture(path, min_side=64):
+    """`path` is a PNG picture of at least `min_side` pixels a side (what `--plot` and main jobs write)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) >= min_side, (path, image.format, image.size)
