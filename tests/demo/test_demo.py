@@ -296,3 +296,30 @@ def test_a_tab_without_a_model_names_the_command(browser, demo_examples, demo_mo
         assert browser.find_element(By.ID, "vqa-run").is_displayed()
     finally:
         page.close()
+
+
+def test_the_command_serves_the_page(demo_models_dir, tmp_path):
+    """`python -m tfmm.demo` in its own process: it lists the models it found and answers over HTTP."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, "-m", "tfmm.demo", "--models", str(demo_models_dir), "--port", str(port),
+                                "--examples", str(tmp_path / "examples")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
+    try:
+        deadline, page = time.time() + 120, None
+        while page is None and time.time() < deadline and process.poll() is None:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+            except OSError:
+                time.sleep(1)
+        assert page is not None and "tfmm demo" in page
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert f"models from {demo_models_dir}: retrieval, vqa, caption, classify, generate" in output
+    assert f"demo on http://127.0.0.1:{port}" in output
