@@ -48,7 +48,7 @@ def model_root(tmp_path_factory, exported):
     return root
 
 
-def start_server(model_root, batching=None, poll=0.2):
+def start_server(model_root, batching=None, poll=0.2, **options):
     from tfmm.serving.config import parse_model_config_file
     from tfmm.serving.server import ModelServer
 
@@ -61,7 +61,7 @@ model_config_list {{
 }}
 """)
     server = ModelServer(parse_model_config_file(config_path), grpc_port=free_port(), rest_port=free_port(),
-                         poll_seconds=poll, batching=batching, max_request_bytes=1 << 20)
+                         poll_seconds=poll, batching=batching, max_request_bytes=1 << 20, **options)
     return server.start()
 
 

@@ -115,13 +115,30 @@ def test_metadata_and_status(channel):
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_reload_config_applies_the_new_config_exactly(model_root):
-    from tests.serving.conftest import start_server
+def test_reload_config_is_off_by_default_and_limited_to_the_model_roots(channel, model_root, tmp_path):
+    models = model_service_pb2_grpc.ModelServiceStub(channel)
+    request = model_management_pb2.ReloadConfigRequest()
+    config = request.config.model_config_list.config.add()
+    config.name, config.base_path, config.model_platform = "renamed", str(model_root / "half_plus_two"), "tensorflow"
+    status = models.HandleReloadConfigRequest(request, timeout=60).status
+    assert status.error_code == 7 and "--allow_grpc_config_reload" in status.error_message
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    assert tf.make_ndarray(stub.Predict(predict_request(), timeout=30).outputs["y"]).tolist() == [3.0]  # still served
 
-    running = start_server(model_root)
+
+def test_reload_config_applies_the_new_config_exactly(model_root, tmp_path):
+    from tests.serving.conftest import save_half_plus_two, start_server
+
+    running = start_server(model_root, allow_config_reload=True)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.grpc_port}") as channel:
             models = model_service_pb2_grpc.ModelServiceStub(channel)
+            outside = model_management_pb2.ReloadConfigRequest()
+            config = outside.config.model_config_list.config.add()
+            save_half_plus_two(tmp_path / "elsewhere" / "1")
+            config.name, config.base_path, config.model_platform = "evil", str(tmp_path / "elsewhere"), "tensorflow"
+            status = models.HandleReloadConfigRequest(outside, timeout=60).status
+            assert status.error_code == 7 and "outside the allowed model roots" in status.error_message
             request = model_management_pb2.ReloadConfigRequest()
             config = request.config.model_config_list.config.add()
             config.name, config.base_path, config.model_platform = "renamed", str(model_root / "half_plus_two"), "tensorflow"

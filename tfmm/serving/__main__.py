@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from tfmm.errors import TfmmError
+from tfmm.serving.limits import Limits
 
 
 def _bool(text):
@@ -33,6 +34,19 @@ def parser():
     p.add_argument("--enable_batching", nargs="?", const="true", default="false", type=str)
     p.add_argument("--batching_parameters_file", help="text-format BatchingParameters")
     p.add_argument("--max_request_bytes", type=int, default=32 << 20, help="largest accepted request body (tfmm)")
+    limits = Limits()
+    p.add_argument("--max_rows_per_request", type=int, default=limits.max_rows, help="rows any input may have (tfmm)")
+    p.add_argument("--max_image_pixels", type=int, default=limits.max_image_pixels,
+                   help="width × height an encoded image may declare, read before decoding (tfmm)")
+    p.add_argument("--request_timeout_seconds", type=float, default=limits.timeout_seconds,
+                   help="a request not answered by then fails with DEADLINE_EXCEEDED (tfmm)")
+    p.add_argument("--max_concurrent_requests", type=int, default=limits.max_concurrent,
+                   help="requests running at once; more are refused with RESOURCE_EXHAUSTED (tfmm)")
+    p.add_argument("--allow_grpc_config_reload", action="store_true",
+                   help="accept ModelService/HandleReloadConfigRequest (off: any client could unload every model)")
+    p.add_argument("--allowed_model_root", action="append",
+                   help="a directory reloaded configs may load models from (repeatable; default: the parents of the "
+                        "configured base paths)")
     return p
 
 
@@ -53,8 +67,13 @@ def build_server(args):
     batching = None
     if _bool(args.enable_batching):
         batching = parse_batching_parameters(args.batching_parameters_file) if args.batching_parameters_file else BatchingParameters()
+    try:
+        limits = Limits(args.max_rows_per_request, args.max_image_pixels, args.request_timeout_seconds,
+                        args.max_concurrent_requests)
+    except ValueError as error:
+        raise TfmmError(str(error)) from None
     return ModelServer(config, args.host, args.port, args.rest_api_port, args.file_system_poll_wait_seconds,
-                       batching, args.max_request_bytes)
+                       batching, args.max_request_bytes, limits, args.allow_grpc_config_reload, args.allowed_model_root)
 
 
 def main(argv=None):

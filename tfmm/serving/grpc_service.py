@@ -1,7 +1,9 @@
 """TF Serving's gRPC API (`PredictionService`, `ModelService`) on the tensorflow-serving-api stubs."""
 
+import logging
 import time
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import tensorflow as tf
@@ -19,7 +21,9 @@ from tfmm.errors import TfmmError
 from tfmm.serving import metrics
 from tfmm.serving.config import check_model_config
 from tfmm.serving.rest import signature_def_map
-from tfmm.serving.status import ServingError, invalid
+from tfmm.serving.status import ServingError, internal, invalid
+
+log = logging.getLogger("tfmm.serving")
 
 
 def _spec(model_spec):
@@ -33,14 +37,17 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.predictor = predictor
 
     def _guard(self, api, name, context, handler):
-        started = time.perf_counter()
+        started, label = time.perf_counter(), metrics.model_label(self.predictor.manager, name)
         try:
             result = handler()
-            metrics.record(name, api, "GRPC", "OK", time.perf_counter() - started)
-            return result
-        except ServingError as error:
-            metrics.record(name, api, "GRPC", error.code, time.perf_counter() - started)
+        except Exception as error:  # noqa: BLE001  (the request fails; the server stays up)
+            if not isinstance(error, ServingError):
+                log.exception("gRPC %s failed", api)
+                error = internal(error)
+            metrics.record(label, api, "GRPC", error.code, time.perf_counter() - started)
             context.abort(error.grpc_code, error.message)
+        metrics.record(label, api, "GRPC", "OK", time.perf_counter() - started)
+        return result
 
     def Predict(self, request, context):
         def handle():
@@ -50,8 +57,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             except Exception as error:
                 raise invalid(f"cannot read input tensors: {error}") from None
             servable = self.predictor.manager.resolve(name, version, label)
+            remaining = context.time_remaining()  # the client's deadline, if it set one
             signature_name, outputs = self.predictor.predict(
-                servable, request.model_spec.signature_name, inputs, list(request.output_filter))
+                servable, request.model_spec.signature_name, inputs, list(request.output_filter),
+                remaining if remaining is not None and remaining < 1e9 else None)
             response = predict_pb2.PredictResponse()
             response.model_spec.name = name
             response.model_spec.version.value = servable.version
@@ -98,8 +107,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager):
-        self.manager = manager
+    """Status for everyone; `HandleReloadConfigRequest` (unload every model, load any path) only when the server
+    was started to allow it, and then only for base paths inside `allowed_roots`."""
+
+    def __init__(self, manager, allow_reload=False, allowed_roots=()):
+        self.manager, self.allow_reload = manager, allow_reload
+        self.allowed_roots = [Path(root).resolve() for root in allowed_roots]
 
     def GetModelStatus(self, request, context):
         try:
@@ -118,21 +131,35 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     def HandleReloadConfigRequest(self, request, context):
         response = model_management_pb2.ReloadConfigResponse()
+        if not self.allow_reload:
+            response.status.error_code = 7  # PERMISSION_DENIED
+            response.status.error_message = ("config reload over gRPC is off on this server; start it with "
+                                             "--allow_grpc_config_reload to allow it")
+            return response
         try:
-            self.manager.reload_config(check_model_config(request.config, "ReloadConfigRequest"))
+            config = check_model_config(request.config, "ReloadConfigRequest")
+            for model in config.model_config_list.config:
+                path = Path(model.base_path).resolve()
+                if not any(path == root or root in path.parents for root in self.allowed_roots):
+                    response.status.error_code = 7  # PERMISSION_DENIED
+                    response.status.error_message = (f"base_path {model.base_path} of model {model.name} is outside the "
+                                                     "allowed model roots (--allowed_model_root)")
+                    return response
+            self.manager.reload_config(config)
         except TfmmError as error:
             response.status.error_code = 3  # INVALID_ARGUMENT
             response.status.error_message = str(error)
         return response
 
 
-def create_grpc_server(predictor, host, port, max_request_bytes, threads=16):
+def create_grpc_server(predictor, host, port, max_request_bytes, threads=16, allow_reload=False, allowed_roots=()):
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
         options=[("grpc.max_receive_message_length", max_request_bytes), ("grpc.max_send_message_length", max_request_bytes)],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(predictor), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(predictor.manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(predictor.manager, allow_reload, allowed_roots),
+                                                              server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise TfmmError(f"cannot listen for gRPC on {host}:{port} (port in use?)")

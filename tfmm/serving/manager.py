@@ -169,6 +169,11 @@ class ModelManager:
                 states = entry.versions
             return [(v, s.state, s.error) for v, s in sorted(states.items(), reverse=True)]
 
+    def knows(self, name):
+        """Whether `name` is a configured model (metrics label only those: client-chosen names make no series)."""
+        with self._lock:
+            return name in self._models
+
     def any_available(self):
         with self._lock:
             return any(s.state == "AVAILABLE" for e in self._models.values() for s in e.versions.values())

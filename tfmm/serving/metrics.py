@@ -18,9 +18,16 @@ BATCH_SIZE = prometheus_client.Histogram(
 )
 
 
+UNKNOWN_MODEL = "(unknown)"  # every name the server does not serve shares one label
+
+
 def record(model_name, api, entrypoint, status, seconds):
     REQUESTS.labels(model_name or "", api, entrypoint, status).inc()
     LATENCY.labels(model_name or "", api, entrypoint).observe(seconds * 1e6)
+
+
+def model_label(manager, name):
+    return name if name and manager.knows(name) else UNKNOWN_MODEL
 
 
 def render():

@@ -1,20 +1,26 @@
-"""The request path shared by REST and gRPC: check inputs against the signature, (batch and) run.
+"""The request path shared by REST and gRPC: check inputs against the signature and the server's limits,
+then (batch and) run, within the concurrency limit and the deadline.
 
 Callers resolve the servable first and pass it in, so a request is parsed and run against
 the same version even when a new one is loaded meanwhile.
 """
 
+from tfmm.serving.limits import Admission, Limits, check_request
 from tfmm.serving.metrics import BATCH_SIZE
 
 
 class Predictor:
-    def __init__(self, manager, batcher=None):
+    def __init__(self, manager, batcher=None, limits=None):
         self.manager, self.batcher = manager, batcher
+        self.limits = limits or Limits()
+        self.admission = Admission(self.limits)
 
-    def predict(self, servable, signature_name, inputs, output_filter=()):
-        """Returns (resolved signature name, outputs dict of arrays)."""
+    def predict(self, servable, signature_name, inputs, output_filter=(), deadline_seconds=None):
+        """Returns (resolved signature name, outputs dict of arrays). `deadline_seconds`: the client's own
+        deadline (gRPC), when shorter than the server's."""
         signature_name, signature_def = servable.signature(signature_name)
         tensors = servable.prepare_inputs(signature_def, inputs)
+        check_request(tensors, self.limits)
 
         def run(batch):
             rows = next(iter(batch.values())).shape
@@ -22,7 +28,10 @@ class Predictor:
             return servable.run(signature_name, batch, tuple(output_filter))
 
         if self.batcher is None:
-            outputs = run(tensors)
+            outputs = self.admission.run(lambda: run(tensors), deadline_seconds)
         else:
-            outputs = self.batcher.run(servable, signature_name, tensors, run)
+            outputs = self.admission.run(lambda: self.batcher.run(servable, signature_name, tensors, run), deadline_seconds)
         return signature_name, outputs
+
+    def close(self):
+        self.admission.close()

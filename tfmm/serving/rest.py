@@ -1,6 +1,7 @@
 """TF Serving's REST API on Starlette (served by uvicorn), routed with TF Serving's own regexes."""
 
 import json
+import logging
 import re
 import time
 from urllib.parse import unquote
@@ -15,7 +16,9 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from tfmm.serving import metrics
 from tfmm.serving.json_tensor import make_predict_response, parse_predict_body
-from tfmm.serving.status import ServingError, invalid
+from tfmm.serving.status import ServingError, internal, invalid
+
+log = logging.getLogger("tfmm.serving")
 
 POST_PATH = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I)
 GET_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
@@ -108,10 +111,13 @@ def create_app(manager, predictor, max_request_bytes):
                     response = status_json(manager, model, version, label)
             else:
                 raise invalid(f"Malformed request: {request.method} {raw}")
-            metrics.record(model, api, "REST", "OK", time.perf_counter() - started)
+            metrics.record(metrics.model_label(manager, model), api, "REST", "OK", time.perf_counter() - started)
             return json_response(response)
-        except ServingError as error:
-            metrics.record(model, api, "REST", error.code, time.perf_counter() - started)
+        except Exception as error:  # noqa: BLE001  (the request fails; the server stays up)
+            if not isinstance(error, ServingError):
+                log.exception("REST %s %s failed", request.method, raw)
+                error = internal(error)
+            metrics.record(metrics.model_label(manager, model), api, "REST", error.code, time.perf_counter() - started)
             return error_response(error)
 
     async def prometheus(request: Request):

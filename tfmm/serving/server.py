@@ -3,6 +3,7 @@
 import logging
 import socket
 import threading
+from pathlib import Path
 
 import uvicorn
 
@@ -14,6 +15,7 @@ from tfmm.serving.predictor import Predictor
 from tfmm.serving.rest import create_app
 
 log = logging.getLogger("tfmm.serving")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _check_port_free(host, port):
@@ -29,12 +31,16 @@ class ModelServer:
     """A TF Serving–compatible server: `start()` returns once both APIs listen; `stop()` ends them."""
 
     def __init__(self, model_config, host="127.0.0.1", grpc_port=8500, rest_port=8501, poll_seconds=1.0,
-                 batching=None, max_request_bytes=32 << 20):
+                 batching=None, max_request_bytes=32 << 20, limits=None, allow_config_reload=False, allowed_model_roots=None):
         self.manager = ModelManager(model_config)
         self.batcher = Batcher(batching) if batching else None
-        self.predictor = Predictor(self.manager, self.batcher)
+        self.predictor = Predictor(self.manager, self.batcher, limits)
         self.host, self.rest_port, self.poll_seconds = host, rest_port, poll_seconds
-        self.grpc_server, self.grpc_port = create_grpc_server(self.predictor, host, grpc_port, max_request_bytes)
+        if allowed_model_roots is None:  # default: where the configured models already live
+            allowed_model_roots = sorted({str(Path(m.base_path).resolve().parent) for m in model_config.model_config_list.config})
+        self.grpc_server, self.grpc_port = create_grpc_server(self.predictor, host, grpc_port, max_request_bytes,
+                                                              allow_reload=allow_config_reload,
+                                                              allowed_roots=allowed_model_roots)
         self.rest_server = None
         if rest_port:
             _check_port_free(host, rest_port)
@@ -44,6 +50,9 @@ class ModelServer:
         self._rest_thread = None
 
     def start(self):
+        if self.host not in LOOPBACK:
+            log.warning("listening on %s: other machines can reach this server; it has no authentication, so put it "
+                        "behind a gateway that has", self.host)
         self.manager.start_polling(self.poll_seconds)
         self.grpc_server.start()
         if self.rest_server is not None:
@@ -65,3 +74,4 @@ class ModelServer:
         self.grpc_server.stop(grace=2).wait()
         if self.batcher:
             self.batcher.close()
+        self.predictor.close()

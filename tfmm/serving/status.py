@@ -33,3 +33,8 @@ def invalid(message):
 
 def not_found(message):
     return ServingError("NOT_FOUND", message)
+
+
+def internal(error):
+    """An unexpected exception as the error a client sees (the server logs the details)."""
+    return ServingError("INTERNAL", f"internal error ({type(error).__name__}); the server log has the details")
