@@ -29,3 +29,22 @@ def test_bad_tables_name_the_file_and_line(tmp_path):
     data = ClassifyDataConfig(source=str(tmp_path / "t.csv"), label_columns=["label"])
     with pytest.raises(TfmmError, match=r"column\(s\) label missing \(it has image, text\)"):
         read_rows(data, "train", ImageCheck(), RowCheck())
+
+
+def test_the_hash_split_stays_when_the_folder_moves(tmp_path):
+    """The split key is the image path as the table writes it, not where the folder happens to be."""
+    from PIL import Image
+
+    splits = []
+    for folder in (tmp_path / "here", tmp_path / "moved" / "elsewhere"):
+        (folder / "images").mkdir(parents=True)
+        lines = ["image,text,label"]
+        for index in range(40):
+            Image.new("RGB", (4, 4)).save(folder / "images" / f"{index}.png")
+            lines.append(f"images/{index}.png,text {index},x")
+        (folder / "t.csv").write_text("\n".join(lines) + "\n")
+        data = ClassifyDataConfig(source=str(folder / "t.csv"), label_columns=["label"], validation_fraction=0.2)
+        splits.append({split: sorted(p.split("images/")[1] for p, _, _ in read_rows(data, split, ImageCheck(), RowCheck()))
+                       for split in ("train", "validation", "test")})
+    assert splits[0] == splits[1]
+    assert all(splits[0].values()) and sum(len(v) for v in splits[0].values()) == 40

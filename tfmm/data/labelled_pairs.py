@@ -62,7 +62,7 @@ def read_rows(data, split, image_check, row_check):
     if missing:
         raise TfmmError(f"{path}: column(s) {', '.join(missing)} missing (it has {', '.join(columns) or 'none'}); "
                         "set data.image_column, data.text_column and data.label_columns")
-    kept = []
+    kept, keys = [], []
     for number, row in rows:
         where = f"{path}:{number}"
         text = str(row.get(data.text_column) or "").strip()
@@ -74,13 +74,14 @@ def read_rows(data, split, image_check, row_check):
         if not text:
             row_check.reject(where, f"text column {data.text_column!r} is empty")
             continue
-        image = Path(str(row.get(data.image_column) or ""))
-        image = image if image.is_absolute() else path.parent / image
+        given = str(row.get(data.image_column) or "")
+        image = Path(given) if Path(given).is_absolute() else path.parent / given
         if not image_check.keep(image):
             continue
         kept.append((str(image), text, labels))
+        keys.append(given)  # the path as the table writes it: the split stays when the folder moves
     if hashed and kept:
-        names = hash_split(tf.constant([image for image, _, _ in kept]), data.validation_fraction).numpy()
+        names = hash_split(tf.constant(keys), data.validation_fraction).numpy()
         kept = [row for row, name in zip(kept, names) if name.decode() == split]
     return kept
 
