@@ -42,6 +42,8 @@ def parser():
                    help="a request not answered by then fails with DEADLINE_EXCEEDED (tfmm)")
     p.add_argument("--max_concurrent_requests", type=int, default=limits.max_concurrent,
                    help="requests running at once; more are refused with RESOURCE_EXHAUSTED (tfmm)")
+    p.add_argument("--ssl_config_file", help="text-format SSLConfig (server_key, server_cert PEM texts; custom_ca, "
+                                             "client_verify): TLS for gRPC and REST, as TF Serving's flag")
     p.add_argument("--allow_grpc_config_reload", action="store_true",
                    help="accept ModelService/HandleReloadConfigRequest (off: any client could unload every model)")
     p.add_argument("--allowed_model_root", action="append",
@@ -51,7 +53,13 @@ def parser():
 
 
 def build_server(args):
-    from tfmm.serving.config import BatchingParameters, parse_batching_parameters, parse_model_config_file, single_model_config
+    from tfmm.serving.config import (
+        BatchingParameters,
+        parse_batching_parameters,
+        parse_model_config_file,
+        parse_ssl_config_file,
+        single_model_config,
+    )
     from tfmm.serving.server import ModelServer
 
     if args.model_config_file:
@@ -72,8 +80,10 @@ def build_server(args):
                         args.max_concurrent_requests)
     except ValueError as error:
         raise TfmmError(str(error)) from None
+    ssl = parse_ssl_config_file(args.ssl_config_file) if args.ssl_config_file else None
     return ModelServer(config, args.host, args.port, args.rest_api_port, args.file_system_poll_wait_seconds,
-                       batching, args.max_request_bytes, limits, args.allow_grpc_config_reload, args.allowed_model_root)
+                       batching, args.max_request_bytes, limits, args.allow_grpc_config_reload, args.allowed_model_root,
+                       ssl)
 
 
 def main(argv=None):

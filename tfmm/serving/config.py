@@ -97,3 +97,44 @@ def parse_batching_parameters(path):
     if params.max_batch_size < 1 or params.num_batch_threads < 1:
         raise TfmmError(f"{path}: max_batch_size and num_batch_threads must be at least 1")
     return params
+
+
+@dataclasses.dataclass
+class SSLConfig:
+    """TF Serving's `--ssl_config_file` (text-format `tensorflow.serving.SSLConfig`): PEM texts, not file names."""
+
+    server_key: str
+    server_cert: str
+    custom_ca: str = ""  # with client_verify: the CA that signs client certificates
+    client_verify: bool = False
+
+
+def _ssl_config_message():
+    """The SSLConfig message class, described here: the tensorflow-serving-api wheel ships no `ssl_config_pb2`."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    proto = descriptor_pb2.FileDescriptorProto(name="tfmm/ssl_config.proto", package="tensorflow.serving")
+    message = proto.message_type.add(name="SSLConfig")
+    string, boolean = descriptor_pb2.FieldDescriptorProto.TYPE_STRING, descriptor_pb2.FieldDescriptorProto.TYPE_BOOL
+    for number, (name, kind) in enumerate((("server_key", string), ("server_cert", string), ("custom_ca", string),
+                                           ("client_verify", boolean)), start=1):
+        message.field.add(name=name, number=number, type=kind, label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.SSLConfig"))
+
+
+def parse_ssl_config_file(path):
+    path = Path(path)
+    if not path.is_file():
+        raise TfmmError(f"SSL config file not found: {path}")
+    message = _ssl_config_message()()
+    try:
+        text_format.Parse(path.read_text(), message)
+    except text_format.ParseError as error:
+        raise TfmmError(f"Error parsing text-format tensorflow.serving.SSLConfig in {path}: {error}") from None
+    if not message.server_key.strip() or not message.server_cert.strip():
+        raise TfmmError(f"{path}: server_key and server_cert (PEM text) are both required")
+    if message.client_verify and not message.custom_ca.strip():
+        raise TfmmError(f"{path}: client_verify needs custom_ca, the CA that signs the clients' certificates")
+    return SSLConfig(message.server_key, message.server_cert, message.custom_ca, message.client_verify)

@@ -152,7 +152,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def create_grpc_server(predictor, host, port, max_request_bytes, threads=16, allow_reload=False, allowed_roots=()):
+def create_grpc_server(predictor, host, port, max_request_bytes, threads=16, allow_reload=False, allowed_roots=(),
+                       ssl=None):
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
         options=[("grpc.max_receive_message_length", max_request_bytes), ("grpc.max_send_message_length", max_request_bytes)],
@@ -160,7 +161,13 @@ def create_grpc_server(predictor, host, port, max_request_bytes, threads=16, all
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(predictor), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(predictor.manager, allow_reload, allowed_roots),
                                                               server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if ssl is None:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    else:
+        credentials = grpc.ssl_server_credentials([(ssl.server_key.encode(), ssl.server_cert.encode())],
+                                                  root_certificates=ssl.custom_ca.encode() or None,
+                                                  require_client_auth=ssl.client_verify)
+        bound = server.add_secure_port(f"{host}:{port}", credentials)
     if bound == 0:
         raise TfmmError(f"cannot listen for gRPC on {host}:{port} (port in use?)")
     return server, bound

@@ -31,8 +31,10 @@ class ModelServer:
     """A TF Serving–compatible server: `start()` returns once both APIs listen; `stop()` ends them."""
 
     def __init__(self, model_config, host="127.0.0.1", grpc_port=8500, rest_port=8501, poll_seconds=1.0,
-                 batching=None, max_request_bytes=32 << 20, limits=None, allow_config_reload=False, allowed_model_roots=None):
+                 batching=None, max_request_bytes=32 << 20, limits=None, allow_config_reload=False, allowed_model_roots=None,
+                 ssl=None):
         self.manager = ModelManager(model_config)
+        self._tls_folder = None
         self.batcher = Batcher(batching) if batching else None
         self.predictor = Predictor(self.manager, self.batcher, limits)
         self.host, self.rest_port, self.poll_seconds = host, rest_port, poll_seconds
@@ -40,14 +42,35 @@ class ModelServer:
             allowed_model_roots = sorted({str(Path(m.base_path).resolve().parent) for m in model_config.model_config_list.config})
         self.grpc_server, self.grpc_port = create_grpc_server(self.predictor, host, grpc_port, max_request_bytes,
                                                               allow_reload=allow_config_reload,
-                                                              allowed_roots=allowed_model_roots)
+                                                              allowed_roots=allowed_model_roots, ssl=ssl)
         self.rest_server = None
         if rest_port:
             _check_port_free(host, rest_port)
             config = uvicorn.Config(create_app(self.manager, self.predictor, max_request_bytes), host=host, port=rest_port,
-                                    log_level="warning", access_log=False, timeout_keep_alive=30)
+                                    log_level="warning", access_log=False, timeout_keep_alive=30, **self._rest_tls(ssl))
             self.rest_server = uvicorn.Server(config)
         self._rest_thread = None
+
+    def _rest_tls(self, ssl):
+        """uvicorn reads PEM files: the config's texts go to a private folder that lives as long as the server."""
+        if ssl is None:
+            return {}
+        import ssl as ssl_module
+        import tempfile
+
+        self._tls_folder = tempfile.TemporaryDirectory(prefix="tfmm-tls-")
+        files = {}
+        for name in ("server_key", "server_cert", "custom_ca"):
+            text = getattr(ssl, name)
+            if text:
+                files[name] = Path(self._tls_folder.name) / f"{name}.pem"
+                files[name].touch(mode=0o600)
+                files[name].write_text(text)
+        options = {"ssl_keyfile": str(files["server_key"]), "ssl_certfile": str(files["server_cert"])}
+        if ssl.custom_ca:
+            options["ssl_ca_certs"] = str(files["custom_ca"])
+            options["ssl_cert_reqs"] = ssl_module.CERT_REQUIRED if ssl.client_verify else ssl_module.CERT_OPTIONAL
+        return options
 
     def start(self):
         if self.host not in LOOPBACK:
@@ -75,3 +98,5 @@ class ModelServer:
         if self.batcher:
             self.batcher.close()
         self.predictor.close()
+        if self._tls_folder is not None:
+            self._tls_folder.cleanup()
