@@ -160,3 +160,14 @@ def test_version_policies_and_labels(tmp_path):
     assert pinned.resolve("m", label="stable").version == 1
     with pytest.raises(ServingError, match="Specific\\(m, 2\\)"):
         pinned.resolve("m", version=2)
+
+
+def test_the_compose_file_pins_tf_serving_to_the_tensorflow_we_pin():
+    import re
+    from pathlib import Path
+
+    import tensorflow as tf
+
+    compose = (Path(__file__).resolve().parents[2] / "serving" / "docker-compose.yml").read_text()
+    image = re.search(r"image: tensorflow/serving:(\S+)", compose).group(1)
+    assert image.rsplit(".", 1)[0] == ".".join(tf.__version__.split(".")[:2])  # 2.21.x serves what TF 2.21 writes
