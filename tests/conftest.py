@@ -40,3 +40,17 @@ def trained_run(tiny_config):
 def exported(trained_run):
     """The trained run exported once (SavedModel + TFLite in all quantizations)."""
     return trained_run.export()
+
+
+# The longest modules start first, so the two workers (`--dist loadfile`) do not end with one of them alone on a
+# long module (measured with `pytest --durations=30`).
+LONG_MODULES = ("tests/tools/", "tests/demo/", "tests/apps/test_caption_app.py", "tests/train/test_resume.py",
+                "tests/train/test_multi_worker.py", "tests/models/test_every_task.py", "tests/apps/")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        return next((i for i, prefix in enumerate(LONG_MODULES) if path.startswith(prefix)), len(LONG_MODULES))
+
+    items.sort(key=rank)  # stable: the order inside a module and among the rest stays
