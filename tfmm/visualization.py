@@ -43,11 +43,7 @@ def plot_history(history, path):
 
 
 def _overlay(axis, image, weights):
-    image = _as_float(image)
-    side = int(round(math.sqrt(weights.size)))
-    axis.imshow(image)
-    axis.imshow(weights.reshape(side, side), cmap="inferno", alpha=0.55, extent=(0, image.shape[1], image.shape[0], 0),
-                interpolation="bilinear")
+    axis.imshow(attention_overlay(image, weights))
     axis.axis("off")
 
 
@@ -124,8 +120,8 @@ def save_png(image, path):
 
 
 def attention_overlay(image, weights, size=256, alpha=0.55):
-    """An image (uint8 (H, W, 3)) with attention over its square region grid (`weights`, g·g values)
-    laid on top as a heat map: a uint8 (size, size, 3) picture, for a page rather than a figure."""
+    """An image (uint8 (H, W, 3), or 0..1 floats) with attention over its square region grid (`weights`, g·g
+    values) laid on top as a heat map: a uint8 (size, size, 3) picture, for a figure panel or a page."""
     import matplotlib
 
     weights = np.asarray(weights, np.float32).reshape(-1)
@@ -138,6 +134,7 @@ def attention_overlay(image, weights, size=256, alpha=0.55):
     weights = (weights - weights.min()) / span if span > 0 else np.zeros_like(weights)
     grid = Image.fromarray((weights.reshape(side, side) * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
     heat = matplotlib.colormaps["inferno"](np.asarray(grid) / 255.0)[..., :3]
-    base = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).convert("RGB").resize((size, size), Image.BILINEAR))
+    pixels = (_as_float(image) * 255).round().astype(np.uint8)
+    base = np.asarray(Image.fromarray(pixels).convert("RGB").resize((size, size), Image.BILINEAR))
     blend = np.clip((1 - alpha) * base / 255.0 + alpha * heat, 0, 1)
     return (blend * 255).round().astype(np.uint8)

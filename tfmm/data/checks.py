@@ -4,11 +4,31 @@ Non-strict runs skip and count what is bad and report it at the end; strict runs
 first one with a `TfmmError` naming it.
 """
 
+import io
+import warnings
 from pathlib import Path
 
 from PIL import Image
 
 from tfmm.errors import TfmmError
+
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF")  # PNG, JPEG, GIF, BMP, WebP
+
+
+def declared_pixels(data):
+    """width × height an encoded image declares in its header, or None for bytes that are not an image."""
+    if not isinstance(data, bytes) or not data.startswith(IMAGE_MAGIC):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:  # reads the header only
+                width, height = image.size
+    except Image.DecompressionBombError:
+        return float("inf")
+    except Exception:  # not decodable: the model's own decoder reports it
+        return None
+    return width * height
 
 
 class ImageCheck:

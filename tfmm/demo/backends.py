@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfmm.errors import TfmmError
+from tfmm.errors import TfmmError, explain_graph_error
 from tfmm.export.saved_model import latest_version_dir, versions
 
 # The command that makes each app's export, for a tab whose model is missing.
@@ -62,7 +62,7 @@ class SavedModels:
         try:
             outputs = function(**tensors)
         except tf.errors.InvalidArgumentError as error:
-            raise TfmmError(_first_line(error.message)) from None
+            raise TfmmError(explain_graph_error(error.message)) from None
         return {name: value.numpy() for name, value in outputs.items()}
 
 
@@ -109,7 +109,7 @@ class ServedModels:
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise ModelNotExported(app, self.where()) from None
-            raise TfmmError(f"{app}/{signature}: {_first_line(error.details() or str(error.code()))}") from None
+            raise TfmmError(f"{app}/{signature}: {error.details() or error.code()}") from None  # the server explained it
         return {name: tf.make_ndarray(proto) for name, proto in reply.outputs.items()}
 
 
@@ -118,12 +118,6 @@ def _is_text(value):
     while isinstance(first, (list, tuple, np.ndarray)) and len(first):
         first = first[0]
     return isinstance(first, (str, bytes))
-
-
-def _first_line(message):
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    useful = [line for line in lines if "assertion failed" in line.lower() or "must" in line or "give" in line]
-    return (useful or lines or ["the model refused the request"])[0][:300]
 
 
 def open_models(models_dir=None, server=None):

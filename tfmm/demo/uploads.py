@@ -1,14 +1,15 @@
 """What a visitor uploads, checked before any model sees it: a message on the page, never a stack trace."""
 
+import io
 from pathlib import Path
 
 from PIL import Image
 
+from tfmm.data.checks import declared_pixels
 from tfmm.errors import TfmmError
 
 MAX_UPLOAD_BYTES = 10 << 20
 MAX_PIXELS = 25_000_000  # read from the header, before decoding: a decompression bomb never reaches memory
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 
 
 def read_image_upload(path, what="image"):
@@ -19,19 +20,18 @@ def read_image_upload(path, what="image"):
     size = path.stat().st_size
     if size > MAX_UPLOAD_BYTES:
         raise TfmmError(f"{path.name} is {size / 2**20:.1f} MB; the demo takes images up to {MAX_UPLOAD_BYTES >> 20} MB")
+    data = path.read_bytes()
+    pixels = declared_pixels(data)  # from the header, as the model server checks it
+    if pixels is None:
+        raise TfmmError(f"{path.name} is not an image the demo can read (PNG, JPEG, GIF, BMP or WebP)")
+    if pixels > MAX_PIXELS:
+        raise TfmmError(f"{path.name} declares more than {MAX_PIXELS:,} pixels, the demo's limit")
     try:
-        with Image.open(path) as image:
-            fmt, (width, height) = image.format, image.size
-            if width * height > MAX_PIXELS:
-                raise TfmmError(f"{path.name} is {width}×{height} pixels; the demo takes up to {MAX_PIXELS:,} pixels")
-            image.verify()
-    except TfmmError:
-        raise
-    except Exception:  # PIL raises many types for files that are not images
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()  # a truncated or corrupt file is refused here, not by the model
+    except Exception:  # PIL raises many types for broken files
         raise TfmmError(f"{path.name} is not an image the demo can read (PNG, JPEG, GIF, BMP or WebP)") from None
-    if fmt not in FORMATS:
-        raise TfmmError(f"{path.name} is a {fmt} image; the demo takes {', '.join(FORMATS)}")
-    return path.read_bytes()
+    return data
 
 
 def check_text(text, what):

@@ -31,10 +31,10 @@ def _png(images):
     return tf.map_fn(tf.io.encode_png, to_uint8(images), fn_output_signature=tf.string)
 
 
-def _sampling_checks(temperature, top_k, guidance_scale=None):
+def _sampling_checks(temperature, top_k, guidance_scale):
     checks = [tf.debugging.Assert(temperature > 0, ["temperature must be above 0, got", temperature]),
               tf.debugging.Assert(top_k >= 0, ["top_k must be 0 (every code) or more, got", top_k])]
-    if guidance_scale is not None:
+    if tf.is_tensor(guidance_scale):  # a request's value (the model's own was checked with its config)
         checks.append(tf.debugging.Assert(guidance_scale >= 0, ["guidance_scale must be 0 or more, got", guidance_scale]))
     return checks
 
@@ -70,11 +70,8 @@ def build_archive(model, edit_candidates=8):
         tokens = tf.reshape(tokens, [-1, grid, grid])
         return {"png": _png(vqvae.decode(tokens)), "tokens": tokens, "known_words": preprocessor.known_words(text_ids)}
 
-    def generate(prompt, seed, temperature, top_k):
-        text_ids = _prompt_ids(preprocessor, prompt, _sampling_checks(temperature, top_k))
-        tokens = model.sample_ids(text_ids, model.guidance_scale, temperature, top_k, top_p, seed_pair(seed))
-        tokens = tf.reshape(tokens, [-1, grid, grid])
-        return {"png": _png(vqvae.decode(tokens)), "tokens": tokens, "known_words": preprocessor.known_words(text_ids)}
+    def generate(prompt, seed, temperature, top_k):  # the model's own guidance (a Python number: 1 skips it)
+        return generate_guided(prompt, seed, temperature, top_k, model.guidance_scale)
 
     def edit(image_bytes, box, prompt, seed, temperature, top_k, guidance_scale):
         inside = ((box[0] >= 0) & (box[0] < box[2]) & (box[2] <= size) & (box[1] >= 0) & (box[1] < box[3])

@@ -3,17 +3,13 @@ the header, so a few-KB PNG that declares 30000×30000 pixels is refused undecod
 deadline. A refused request is a TF Serving-style error; the server keeps serving the others."""
 
 import dataclasses
-import io
 import threading
-import warnings
 from concurrent import futures
 
-import numpy as np
 from PIL import Image
 
+from tfmm.data.checks import declared_pixels
 from tfmm.serving.status import ServingError, invalid
-
-IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF")
 
 
 @dataclasses.dataclass
@@ -31,32 +27,16 @@ class Limits:
             raise ValueError(f"timeout_seconds must be above 0, got {self.timeout_seconds}")
 
 
-def declared_pixels(data):
-    """width × height an encoded image declares in its header, or None for bytes that are not an image."""
-    if not isinstance(data, bytes) or not data.startswith(IMAGE_MAGIC):
-        return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:  # reads the header only
-                width, height = image.size
-    except Image.DecompressionBombError:
-        return float("inf")
-    except Exception:  # not decodable: the model's own decoder reports it
-        return None
-    return width * height
-
-
-def check_request(tensors, limits):
-    """Raises INVALID_ARGUMENT for an input over `limits.max_rows` rows or an image over `limits.max_image_pixels`."""
-    for name, tensor in tensors.items():
-        shape = tensor.shape
-        if shape.rank and shape[0] > limits.max_rows:
-            raise invalid(f"input {name} has {shape[0]} rows; this server takes at most {limits.max_rows} per request "
-                          "(--max_rows_per_request)")
-        if tensor.dtype.name != "string":
+def check_request(arrays, limits):
+    """Raises INVALID_ARGUMENT for an input (NumPy arrays, before they become tensors) over `limits.max_rows` rows
+    or an image over `limits.max_image_pixels`."""
+    for name, array in arrays.items():
+        if array.ndim and array.shape[0] > limits.max_rows:
+            raise invalid(f"input {name} has {array.shape[0]} rows; this server takes at most {limits.max_rows} per "
+                          "request (--max_rows_per_request)")
+        if array.dtype != object:
             continue
-        for index, value in enumerate(np.asarray(tensor.numpy(), dtype=object).reshape(-1)):
+        for index, value in enumerate(array.reshape(-1)):
             pixels = declared_pixels(value)
             if pixels is not None and pixels > limits.max_image_pixels:
                 declared = f"more than {2 * Image.MAX_IMAGE_PIXELS:,}" if pixels == float("inf") else f"{pixels:,}"

@@ -19,8 +19,7 @@ class Predictor:
         """Returns (resolved signature name, outputs dict of arrays). `deadline_seconds`: the client's own
         deadline (gRPC), when shorter than the server's."""
         signature_name, signature_def = servable.signature(signature_name)
-        tensors = servable.prepare_inputs(signature_def, inputs)
-        check_request(tensors, self.limits)
+        tensors = servable.prepare_inputs(signature_def, inputs, check=lambda arrays: check_request(arrays, self.limits))
 
         def run(batch):
             rows = next(iter(batch.values())).shape

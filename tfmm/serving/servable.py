@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from tfmm.errors import explain_graph_error
 from tfmm.serving.status import ServingError, invalid
 
 INIT_OP = "__saved_model_init_op"
@@ -30,15 +31,6 @@ def looks_complete(path):
     return not variables.exists() or (variables / "variables.index").is_file()
 
 
-def _explain(message):
-    """The line of a TF graph error that says what was wrong (not the node trace around it)."""
-    for line in message.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Graph execution error", "Detected at node", "<stack traces", "[[", "File ")):
-            return line.split(" [[")[0].split(" [Op:")[0]
-    return message.strip().splitlines()[0] if message.strip() else "invalid input"
-
-
 class Servable:
     def __init__(self, name, version, path):
         import tensorflow_text  # noqa: F401  (registers the tokenizer ops, as tensorflow_model_server does)
@@ -53,14 +45,14 @@ class Servable:
             raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{name}" not found.')
         return name, self.signature_defs[name]
 
-    def prepare_inputs(self, signature_def, inputs):
-        """Checks names, converts dtypes and checks ranks/static dims against the signature."""
+    def input_arrays(self, signature_def, inputs):
+        """Checks names, converts dtypes and checks ranks/static dims against the signature: NumPy arrays."""
         expected = dict(signature_def.inputs)
         if set(inputs) != set(expected):
             raise invalid(f"input size does not match signature: {len(inputs)}!={len(expected)} len({{{', '.join(sorted(inputs))}}}) "
                           f"!= len({{{', '.join(sorted(expected))}}}). Sent extra: {sorted(set(inputs) - set(expected))}. "
                           f"Missing but required: {sorted(set(expected) - set(inputs))}.")
-        tensors = {}
+        arrays = {}
         for name, value in inputs.items():
             info = expected[name]
             dtype = tf.dtypes.as_dtype(info.dtype)
@@ -74,8 +66,16 @@ class Servable:
                     raise invalid(f"input {name}: shape {list(array.shape)} does not match the signature's {dims}")
             if array.ndim and array.shape[0] == 0:
                 raise invalid(f"input {name}: empty batch")
-            tensors[name] = tf.constant(array, dtype=dtype)
-        return tensors
+            arrays[name] = array
+        return arrays
+
+    def prepare_inputs(self, signature_def, inputs, check=None):
+        """`input_arrays` as tensors of the signature's dtypes; `check(arrays)` first, on the NumPy arrays."""
+        arrays = self.input_arrays(signature_def, inputs)
+        if check is not None:
+            check(arrays)
+        return {name: tf.constant(array, dtype=tf.dtypes.as_dtype(signature_def.inputs[name].dtype))
+                for name, array in arrays.items()}
 
     def run(self, signature_name, tensors, output_filter=()):
         name, signature_def = self.signature(signature_name)
@@ -87,6 +87,6 @@ class Servable:
         try:
             outputs = self.model.signatures[name](**tensors)
         except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError, ValueError, TypeError) as error:
-            raise invalid(_explain(getattr(error, "message", None) or str(error))) from None
+            raise invalid(explain_graph_error(getattr(error, "message", None) or str(error))) from None
         keep = output_filter or aliases
         return {alias: outputs[alias].numpy() for alias in keep}
