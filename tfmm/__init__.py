@@ -9,4 +9,8 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tfmm.quiet import import_tensorflow  # noqa: E402  (before any module that imports TensorFlow)
+
+import_tensorflow()
+
 __version__ = "0.1.0"

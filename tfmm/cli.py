@@ -19,6 +19,8 @@ def add_config_arguments(parser, app_name):
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 on CPU/TPU, mixed_float16 on GPU")
     parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
     parser.add_argument("--strict", action="store_true", help="fail on the first unreadable image or row instead of skipping it")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up and C++ log lines (hidden otherwise, see tfmm.quiet)")
 
 
 class AppParser:

@@ -270,6 +270,20 @@ def to_dict(config):
     return dataclasses.asdict(config)
 
 
+def differences(old, new, prefix=""):
+    """["section.key: old → new", ...] between two configs (or their dicts)."""
+    old = to_dict(old) if dataclasses.is_dataclass(old) else old
+    new = to_dict(new) if dataclasses.is_dataclass(new) else new
+    found = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found.extend(differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            found.append(f"{prefix}{key}: {a!r} → {b!r}")
+    return found
+
+
 def _parse_override(text):
     if "=" not in text:
         raise TfmmError(f"--set expects key=value, got {text!r}")

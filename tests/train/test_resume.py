@@ -1,5 +1,6 @@
 """Kill a training run mid-epoch (SIGKILL), start it again: it resumes from its last backup and ends
-with the same number of steps and the same weights as an uninterrupted run."""
+with the same number of steps, the same final and best weights as an uninterrupted run; resuming it
+with a changed config is refused first."""
 
 import os
 import signal
@@ -43,13 +44,19 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tiny_config,
     assert (backups / "ckpt-8.index").exists(), "no backup was written before the kill"
     assert not (tmp_path / "killed" / "final.weights.h5").exists()
 
+    changed = subprocess.run(command(tiny_config, tmp_path / "killed") + ["--set", "train.epochs=4"], capture_output=True,
+                             text=True, timeout=600, env=env, cwd=tmp_path)
+    assert changed.returncode == 2 and changed.stderr.count("\n") == 1, changed.stderr[-3000:]
+    assert "started with another config (train.epochs: 3 → 4)" in changed.stderr and "--force" in changed.stderr
+
     resumed = subprocess.run(command(tiny_config, tmp_path / "killed"), capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     step = int(resumed.stdout.split("resuming from the backup at step ")[1].split()[0])
     assert 8 <= step < 18
     assert "finished at step 18" in resumed.stdout
     assert not backups.exists()  # a finished run leaves nothing to resume
-    expected, got = weights(tmp_path / "whole" / "final.weights.h5"), weights(tmp_path / "killed" / "final.weights.h5")
-    assert expected.keys() == got.keys()
-    for name in expected:
-        np.testing.assert_allclose(got[name], expected[name], atol=1e-6, err_msg=name)  # bit-equal in practice
+    for kept in ("final.weights.h5", "best.weights.h5"):
+        expected, got = weights(tmp_path / "whole" / kept), weights(tmp_path / "killed" / kept)
+        assert expected.keys() == got.keys()
+        for name in expected:
+            np.testing.assert_allclose(got[name], expected[name], atol=1e-6, err_msg=f"{kept}: {name}")  # bit-equal in practice

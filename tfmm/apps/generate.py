@@ -119,7 +119,7 @@ class Generate(App):
                             f"data.image_size is {config.data.image_size}")
         self.run_path = Path(getattr(args, "run_dir", None) or cli.run_dir(config.train.output_dir, self.name))
         self.token_dir = self.run_path / "tokens"
-        return runner.train(config, self.run_path)
+        return runner.train(config, self.run_path, getattr(args, "force", False))
 
     def load_split(self, config, split, checks):
         """Token records of `split`, written once per run (a resumed run keeps them)."""
@@ -246,9 +246,9 @@ class Generate(App):
 
     def add_commands(self, runner, app_parser):
         for stage, section in ((VQVAEStage(), "vqvae_train"), (JudgeStage(), "judge_train")):
-            app_parser.command(f"train-{stage.name.split('_')[1]}", lambda args, stage=stage, section=section: train_stage(
-                runner, stage, section, args), f"train {stage.description}", model=False).add_argument(
-                "--run-dir", help="run directory; an interrupted run given here resumes")
+            stage.add_train_arguments(app_parser.command(
+                f"train-{stage.name.split('_')[1]}", lambda args, stage=stage, section=section: train_stage(
+                    runner, stage, section, args), f"train {stage.description}", model=False))
         s = app_parser.command("edit", lambda args: cmd_edit(runner, args), "re-draw a region of an image for a prompt")
         s.add_argument("image")
         s.add_argument("--region", required=True, help="x0,y0,x1,y1 in pixels of the model's image size")
@@ -263,7 +263,7 @@ def _add_sampling_arguments(parser):
 
 def train_stage(runner, stage, section, args):
     config = runner.resolve_config(args)
-    task = Runner(stage).train(with_training(config, section), args.run_dir)
+    task = Runner(stage).train(with_training(config, section), args.run_dir, args.force)
     if task is not None:
         stage.report(f"validation ({stage.name})", stage.evaluate(task, config, "validation"))
     return task

@@ -22,7 +22,7 @@ from tfmm.config import load_config
 from tfmm.data import DataChecks
 from tfmm.errors import TfmmError
 from tfmm.models.presets import PRESET_DIR, from_preset, preset_path
-from tfmm.train.session import TrainingSession, count_examples
+from tfmm.train.session import TrainingSession, count_examples, prepare_run_dir
 
 
 class App:
@@ -62,7 +62,7 @@ class App:
 
     def train(self, runner, config, args=None):
         """How the app's `train` command and main job train (default: `runner.train`)."""
-        return runner.train(config, getattr(args, "run_dir", None))
+        return runner.train(config, getattr(args, "run_dir", None), getattr(args, "force", False))
 
     # ---- using a trained model
     def evaluate(self, task, config, split, args=None):
@@ -96,6 +96,8 @@ class App:
 
     def add_train_arguments(self, parser):
         parser.add_argument("--run-dir", help="run directory; an interrupted run given here resumes from its last backup")
+        parser.add_argument("--force", action="store_true",
+                            help="resume a run in --run-dir even though the config differs from the one it started with")
 
     def add_eval_arguments(self, parser):
         parser.add_argument("--split", default="test")
@@ -155,12 +157,14 @@ class Runner:
 
     # ----------------------------------------------------------------------------------- the steps
 
-    def train(self, config, run_path=None):
+    def train(self, config, run_path=None, force=False):
         """Trains under the configured strategy and precision; returns the task loaded from the run's preset
-        (None on non-chief workers). Given the `run_path` of an interrupted run, training resumes."""
+        (None on non-chief workers). Given the `run_path` of an interrupted run, training resumes (with the
+        config it started with, unless `force`)."""
         session = TrainingSession(config)  # first: a multi-worker strategy needs an untouched runtime
         app, checks = self.app, DataChecks(strict=config.data.strict)
         run_path = self.run_path = Path(run_path or cli.run_dir(config.train.output_dir, app.name))
+        prepare_run_dir(config, run_path, force)
         train_examples = app.load_split(config, "train", checks)
         preprocessor = app.build_preprocessor(config, train_examples)
 

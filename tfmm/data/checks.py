@@ -8,6 +8,7 @@ import io
 import warnings
 from pathlib import Path
 
+import tensorflow as tf
 from PIL import Image
 
 from tfmm.errors import TfmmError
@@ -31,44 +32,56 @@ def declared_pixels(data):
     return width * height
 
 
-class ImageCheck:
-    """Finds unreadable images before a run starts; reports each by file name.
+def image_problem(data):
+    """Why TensorFlow's decoder (the one every pipeline uses) cannot read encoded image bytes, or None."""
+    try:
+        tf.io.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+        message = error.message.strip().splitlines()[0] if error.message.strip() else type(error).__name__
+        return f"unreadable image (TensorFlow cannot decode it: {message[:160]})"
+    return None
 
-    Non-strict runs skip bad files and `summary()` gives the count at the end;
-    strict runs stop at the first bad file with a `TfmmError` naming it.
+
+class ImageCheck:
+    """Finds images (files, or image bytes in TFRecord shards) that the pipeline could not decode, and
+    corrupt records, before a run starts; reports each by name.
+
+    Images are decoded once with TensorFlow's decoder, so nothing the check passes can stop a run
+    midway. Non-strict runs skip what is bad and `summary()` gives the count at the end;
+    strict runs stop at the first one with a `TfmmError` naming it.
     """
 
     def __init__(self, strict=False, log=print):
         self.strict = strict
         self.log = log
         self.skipped = []
+        self.seen = {}  # path -> reason (None: fine): a file read again for another split is decoded once
+        self.scans = {}  # TFRecord pattern -> [[record readable?] per shard], scanned once
 
     def reason(self, path):
-        path = Path(path)
-        if not path.is_file():
-            return "missing"
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except Exception as error:  # PIL raises many types for bad files
-            return f"unreadable image ({type(error).__name__}: {error})"
-        return None
+        key = str(path)
+        if key not in self.seen:
+            path = Path(path)
+            self.seen[key] = image_problem(path.read_bytes()) if path.is_file() else "missing"
+        return self.seen[key]
 
     def keep(self, path):
         reason = self.reason(path)
-        if reason is None:
-            return True
+        return reason is None or self.reject(path, reason)
+
+    def reject(self, where, reason):
+        """Stops (strict) or names and counts `where` (a file, or a record of a shard); returns False."""
         if self.strict:
-            raise TfmmError(f"{path}: {reason} (strict mode)")
-        if (str(path), reason) not in self.skipped:  # a file seen again for another split is reported once
-            self.skipped.append((str(path), reason))
-            self.log(f"skipping {path}: {reason}")
+            raise TfmmError(f"{where}: {reason} (strict mode)")
+        if (str(where), reason) not in self.skipped:  # seen again for another split: reported once
+            self.skipped.append((str(where), reason))
+            self.log(f"skipping {where}: {reason}")
         return False
 
     def summary(self):
         if not self.skipped:
             return None
-        return f"skipped {len(self.skipped)} unreadable image(s); use --strict to fail on them instead"
+        return f"skipped {len(self.skipped)} unreadable image(s) or record(s); use --strict to fail on them instead"
 
 
 class RowCheck:

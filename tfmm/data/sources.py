@@ -69,20 +69,34 @@ def load_captioned_images(data, split, image_check):
         raise TfmmError(f"data.source {source}: user data has no 'heldout' split (only the shapes dataset does)")
     path = Path(source).expanduser()
     if path.suffix == ".json":
-        examples = readers.read_coco_captions(path)
+        examples = in_split(readers.read_coco_captions(path), split, data.validation_fraction)
     elif path.is_dir():
-        has_split_files = any((path / f"{s}{x}").is_file() for s in ("train", "validation", "test") for x in (".jsonl", ".csv"))
-        examples = readers.read_caption_folder(path, split if has_split_files else None)
-        if not has_split_files:
-            splits = hash_split(tf.constant([e["scene"] for e in examples]), data.validation_fraction).numpy()
-            examples = [e for e, name in zip(examples, splits) if name.decode() == split]
+        if readers.split_files(path):
+            examples = readers.read_caption_folder(path, split)
+        else:
+            examples = in_split(readers.read_caption_folder(path), split, data.validation_fraction)
     elif "*" in source or path.suffix == ".tfrecord":
-        records = readers.read_tfrecord_shards(source)
-        bucket = records.filter(lambda e: hash_split(e["scene"], data.validation_fraction) == split)
-        return bucket.map(lambda e: {
+        records = readers.read_tfrecord_shards(source, image_check)
+
+        def chosen(example):  # a split written into the shards (tools/prepare_data.py keeps them), else the hash
+            explicit = example["split"]
+            return tf.where(explicit != "", explicit, hash_split(example["scene"], data.validation_fraction)) == split
+
+        return records.filter(chosen).map(lambda e: {
             "image": decode_and_resize(e["image_bytes"], data.image_size), "captions": e["captions"], "scene": e["scene"]
         }, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         raise TfmmError(f"data.source {source!r}: not 'shapes', a folder, a COCO .json or a TFRecord pattern")
+    if not examples:
+        raise TfmmError(f"data.source {source}: no examples in the {split} split")
     examples = [e for e in examples if image_check.keep(e["image_path"])]
     return _from_examples(examples, data.image_size)
+
+
+def in_split(examples, split, validation_fraction):
+    """The examples of `split`: by their own `split` field (COCO/Karpathy JSON) where they have one, else by
+    the suite's hash split of their scene."""
+    if examples and examples[0].get("split"):
+        return [e for e in examples if e["split"] == split]
+    names = hash_split(tf.constant([e["scene"] for e in examples]), validation_fraction).numpy()
+    return [e for e, name in zip(examples, names) if name.decode() == split]

@@ -15,6 +15,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from tfmm.errors import TfmmError
+
 
 class StepBackup(keras.callbacks.Callback):
     def __init__(self, manager, every_steps=0):
@@ -32,11 +34,13 @@ class StepBackup(keras.callbacks.Callback):
         self._save()
 
 
-def checkpoint_manager(model, directory):
+def checkpoint_manager(model, directory, best_so_far=None):
+    """A checkpoint of the model, its optimizer and (optionally) the best-model/early-stopping state."""
     if not model.optimizer.built:
         with model.distribute_strategy.scope():  # optimizer slots are mirrored like the weights
             model.optimizer.build(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    extra = {"best_so_far": best_so_far} if best_so_far is not None else {}
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, **extra)
     return checkpoint, tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=2)
 
 
@@ -57,7 +61,13 @@ def restore_latest(checkpoint, manager, peer_directories=()):
     for peer in peer_directories:
         steps &= _steps(peer)
     if steps:
-        checkpoint.restore(str(Path(manager.directory) / f"ckpt-{max(steps)}")).assert_existing_objects_matched()
+        path = Path(manager.directory) / f"ckpt-{max(steps)}"
+        try:
+            checkpoint.restore(str(path)).assert_existing_objects_matched()
+        except (ValueError, AssertionError, tf.errors.OpError) as error:
+            reason = str(error).strip().splitlines()[0][:200]
+            raise TfmmError(f"{path}: the backup does not match this model ({reason}); it was written by another "
+                            "model or config: use a new --run-dir, or delete the backup folder to start over") from None
     return int(checkpoint.optimizer.iterations.numpy())
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 
 from tfmm.train.backup import StepBackup, checkpoint_manager, restore_latest, resume_plan
-from tfmm.train.callbacks import AtomicCheckpoint, remove_tree
+from tfmm.train.callbacks import BestSoFar, KeepBest, remove_tree
 from tfmm.train.optimizers import LayerwiseAdamW
 from tfmm.train.schedules import WarmupCosine
 from tfmm.train.strategy import is_chief
@@ -44,21 +44,19 @@ def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, w
     out.mkdir(parents=True, exist_ok=True)
     backups = [Path(run_dir) / "backup" / ("chief" if i == 0 else f"worker-{i}") for i in range(num_workers)]
     backup_dir = backups[worker_index]
-    checkpoint, manager = checkpoint_manager(model, backup_dir)
+    best_so_far = BestSoFar()
+    checkpoint, manager = checkpoint_manager(model, backup_dir, best_so_far)
     step = restore_latest(checkpoint, manager, [b for b in backups if b != backup_dir])
     if step:
         print(f"resuming from the backup at step {step} ({backup_dir})")
-    callbacks = [
+    monitor = "val_loss" if validation_data is not None else "loss"
+    callbacks = [  # KeepBest first: the backup at an epoch's end must hold the state it updates
+        KeepBest(out / BEST_WEIGHTS, best_so_far, monitor, train.early_stopping_patience, write=chief),
         StepBackup(manager, train.backup_every_steps),
-        AtomicCheckpoint(out / BEST_WEIGHTS, monitor="val_loss" if validation_data is not None else "loss", write=chief),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(step)),
         keras.callbacks.TensorBoard(str(out / "logs"), update_freq="epoch", write_graph=False),
+        *extra_callbacks,
     ]
-    if train.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=train.early_stopping_patience, restore_best_weights=True
-        ))
-    callbacks.extend(extra_callbacks)
     history = {}
     try:
         for initial_epoch, epochs, steps, skip in resume_plan(step, steps_per_epoch, train.epochs):

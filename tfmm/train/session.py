@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfmm.config import save_config
+from tfmm.config import differences, load_config, save_config
 from tfmm.errors import TfmmError
 from tfmm.models.presets import PRESET_DIR, from_preset, save_preset
 from tfmm.train.fit import BEST_WEIGHTS, fit, make_optimizer
@@ -69,9 +69,6 @@ class TrainingSession:
                           jit_compile=config.train.jit_compile)
         run_path = Path(run_path)
         chief = is_chief()
-        if chief:
-            run_path.mkdir(parents=True, exist_ok=True)
-            save_config(config, run_path / "config.toml")
         print(f"training {task}: {model.count_params():,} parameters, {self.policy}, "
               f"{self.strategy.num_replicas_in_sync} replica(s), {steps} steps × {config.train.epochs} epochs → {run_path}")
         started = time.time()
@@ -86,6 +83,27 @@ class TrainingSession:
         save_preset(model, run_path / PRESET_DIR)
         print(f"saved the best model as a preset: {run_path / PRESET_DIR}")
         return from_preset(run_path / PRESET_DIR)  # under the float32 policy, as anyone loading it later
+
+
+def prepare_run_dir(config, run_path, force=False):
+    """Writes `config.toml` into a new run directory. An existing run (being resumed, or trained again in
+    place) keeps the config it was started with: a different one is refused, naming the keys that differ,
+    unless `force`, which records the new config and the change. Only the chief writes."""
+    run_path, path = Path(run_path), Path(run_path) / "config.toml"
+    if path.is_file():
+        changed = differences(load_config(type(config), path), config)
+        if not changed:
+            return
+        if not force:
+            raise TfmmError(f"{run_path} was started with another config ({'; '.join(changed)}); resume it with the "
+                            "same settings, or pass --force to continue with these")
+        print(f"--force: continuing {run_path} with a changed config ({'; '.join(changed)})")
+        if is_chief():
+            with open(run_path / "config_changes.txt", "a", encoding="utf-8") as log:
+                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} --force: " + "; ".join(changed) + "\n")
+    if is_chief():
+        run_path.mkdir(parents=True, exist_ok=True)
+        save_config(config, path)
 
 
 def per_worker_batch(global_batch, shard):
