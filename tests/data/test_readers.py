@@ -1,8 +1,8 @@
 import json
 
 import numpy as np
-import tensorflow as tf
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from tfmm.config import DataConfig
