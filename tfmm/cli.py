@@ -18,7 +18,8 @@ def add_config_arguments(parser, app_name):
     parser.add_argument("--strategy", help="tf.distribute strategy: auto, default, mirrored, multi_worker, tpu")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 on CPU/TPU, mixed_float16 on GPU")
     parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
-    parser.add_argument("--strict", action="store_true", help="fail on the first unreadable image or row instead of skipping it")
+    parser.add_argument("--strict", action="store_true", help="fail on the first unreadable image or row instead of skipping it, "
+                                                              "and fail an export whose TFLite file misses its parity threshold")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up and C++ log lines (hidden otherwise, see tfmm.quiet)")
 
@@ -75,7 +76,7 @@ def overrides(args):
     if getattr(args, "jit_compile", False):
         values.append("train.jit_compile=true")
     if getattr(args, "strict", False):
-        values.append("data.strict=true")
+        values += ["data.strict=true", "export.parity.strict=true"]
     return values
 
 

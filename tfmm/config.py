@@ -137,12 +137,25 @@ QUANTIZATIONS = ("float32", "dynamic_int8", "int8")
 
 
 @dataclasses.dataclass
+class ParityGate:
+    """The least parity with the Keras model a `.tflite` file needs to ship, per quantization. The measure
+    is the app's: min cosine of the embeddings (retrieval), answer agreement (VQA), the least agreement
+    over tasks (classify), greedy-caption agreement (caption), share of pixels within 8/255 (generate)."""
+
+    float32: float = between(0.0, 1.0, 0.99, high_open=False)
+    dynamic_int8: float = between(0.0, 1.0, 0.9, high_open=False)
+    int8: float = between(0.0, 1.0, 0.9, high_open=False)
+    strict: bool = False  # a file below its threshold fails the export (nothing is written) instead of being left out
+
+
+@dataclasses.dataclass
 class ExportConfig:
     name: str = ""  # model name under saved_models/; empty = the app's name
     base_dir: str = "saved_models"
     tflite: bool = True
     tflite_quantization: list = each_one_of(QUANTIZATIONS, lambda: list(QUANTIZATIONS))
     representative_examples: int = positive(128)
+    parity: ParityGate = dataclasses.field(default_factory=ParityGate)
 
 
 @dataclasses.dataclass

@@ -74,7 +74,8 @@ def test_eval_scores_every_test_image_against_all_references(caption_run, tmp_pa
     out = tmp_path / "eval.json"
     assert run_cli("eval", "--model", caption_run.path, "--beam-width", 2, "--output", out) == 0
     metrics = json.loads(out.read_text())
-    assert metrics["images"] == sum(1 for _ in examples_of(caption_run)) and metrics["method"] == "beam width 2"
+    assert metrics["images"] == metrics["examples"] == sum(1 for _ in examples_of(caption_run))
+    assert metrics["method"] == "beam width 2"
     for key in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider_d", "object_correctness"):
         assert 0.0 <= metrics[key] <= (10.0 if key == "cider_d" else 1.0), key
     assert metrics["rouge_l"] > 0.25  # the tiny model writes caption-shaped text ("a small red square")

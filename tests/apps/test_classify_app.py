@@ -83,7 +83,7 @@ def test_eval_reports_f1_per_class_and_missing_modalities(classify_run, tmp_path
     assert run_cli("eval", "--model", classify_run.path, "--output", out) == 0
     metrics = json.loads(out.read_text())
     finding = metrics["finding"]
-    assert finding["examples"] == 32 and set(finding["per_class"]) == set(TASKS["finding"])
+    assert metrics["examples"] == finding["examples"] == 32 and set(finding["per_class"]) == set(TASKS["finding"])
     assert 0 <= finding["macro_f1"] <= 1
     supports = sum(c["support"] for c in finding["per_class"].values())
     assert supports == 32

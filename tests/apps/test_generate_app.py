@@ -144,7 +144,7 @@ def test_eval_reports_reconstruction_and_fidelity(generate_run, judge_path, tmp_
     for key in ("reconstruction_psnr", "reconstruction_codebook_usage", "reconstruction_perplexity",
                 "test_prompt_fidelity", "heldout_prompt_fidelity", "test_judge_accuracy_on_real_images"):
         assert key in metrics, key
-    assert metrics["test_prompts"] == 6
+    assert metrics["test_prompts"] == 6 and metrics["examples"] == 6 + metrics["heldout_prompts"]
     images = np.stack([e["image"] for e in generate.load_caption_examples(generate_run.config.data, "test", DataChecks().images)
                        .as_numpy_iterator()])
     task = generate_run.task

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from tfmm.apps import retrieval
+from tfmm.data import DataChecks
 from tfmm.data.shapes import COMBINATIONS, HELDOUT_COMBINATIONS, generate_example
 from tfmm.errors import TfmmError
 
@@ -37,6 +38,8 @@ def test_eval_writes_json(trained_run, tmp_path, capsys):
     for direction in ("text_to_image", "image_to_text"):
         values = [metrics[f"{direction}_recall@{k}"] for k in (1, 5, 10)]
         assert 0 <= values[0] <= values[1] <= values[2] <= 1
+    test_images = sum(1 for _ in retrieval.Retrieval().load_split(trained_run.config, "test", DataChecks()))
+    assert metrics["examples"] == metrics["images"] == test_images
     assert "text_to_image_recall@1" in capsys.readouterr().out
 
 

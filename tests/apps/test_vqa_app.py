@@ -76,7 +76,7 @@ def test_eval_reports_per_type_and_writes_json(vqa_run, vqa_data, tmp_path):
     assert run_cli("eval", "--model", vqa_run.path, "--output", out) == 0
     metrics = json.loads(out.read_text())
     questions = json.loads((vqa_data / "test" / "questions.json").read_text())
-    assert metrics["questions"] == len(questions)
+    assert metrics["questions"] == metrics["examples"] == len(questions)
     assert metrics["questions_colour"] + metrics["questions_shape"] + metrics["questions_yes_no"] == len(questions)
     assert metrics["errors"] == round(len(questions) * (1 - metrics["accuracy"]))
 

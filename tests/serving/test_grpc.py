@@ -4,6 +4,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import json_format, struct_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -13,6 +14,8 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+
+from tests.serving.conftest import PARITY
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +105,11 @@ def test_metadata_and_status(channel):
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
     assert "serving_default" in signatures.signature_def
+    assert "tfmm_parity" not in response.metadata  # only when asked for, as TF Serving clients expect
+    request.metadata_field.append("tfmm_parity")
+    parity = struct_pb2.Struct()
+    stub.GetModelMetadata(request, timeout=30).metadata["tfmm_parity"].Unpack(parity)
+    assert json_format.MessageToDict(parity) == PARITY
     del request.metadata_field[:]
     with pytest.raises(grpc.RpcError) as error:
         stub.GetModelMetadata(request, timeout=30)

@@ -10,6 +10,7 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401
 from PIL import Image
 
+from tests.serving.conftest import PARITY
 from tfmm.data.shapes import generate_example
 
 
@@ -40,6 +41,7 @@ def test_metadata(client):
     assert {"serving_default", "two_inputs", "__saved_model_init_op"} <= set(signatures)
     assert signatures["serving_default"]["inputs"]["x"]["dtype"] == "DT_FLOAT"
     assert signatures["serving_default"]["method_name"] == "tensorflow/serving/predict"
+    assert body["metadata"]["tfmm_parity"] == PARITY  # a tfmm export's TFLite parity, from assets.extra
 
 
 def test_predict_row_and_columnar(client):

@@ -32,6 +32,8 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tiny_config,
     whole = subprocess.run(command(tiny_config, tmp_path / "whole"), capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert "finished at step 18" in whole.stdout  # 96 examples / 16 per batch × 3 epochs
+    assert whole.stderr == ""  # a normal run is quiet: no TensorFlow start-up lines, no Keras warnings
+    assert f"preset   {tmp_path / 'whole' / 'preset'}" in whole.stdout  # the summary says where things went
 
     backups = tmp_path / "killed" / "backup" / "chief"
     process = subprocess.Popen(command(tiny_config, tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -123,7 +123,7 @@ class Caption(App):
 
     def report(self, title, metrics):
         super().report(f"{title}, {metrics['method']}", metrics)
-        for example in metrics.get("examples", []):
+        for example in metrics.get("samples", []):
             print(f"    {example['caption']!r}   (reference: {example['references'][0]!r})")
 
     def main_report(self, runner, task, config):

@@ -63,7 +63,8 @@ class VQVAEStage(_ImageStage):
                               seed=config.train.seed, shard=shard, repeat=repeat)
 
     def evaluate(self, task, config, split, args=None):
-        return reconstruction_metrics(task, self.load_split(config, split, _checks(config)))
+        metrics = reconstruction_metrics(task, self.load_split(config, split, _checks(config)))
+        return {**metrics, "examples": metrics["images"]}
 
 
 class JudgeStage(_ImageStage):
@@ -104,7 +105,7 @@ class JudgeStage(_ImageStage):
         rows = list(self.load_split(config, split, _checks(config)).as_numpy_iterator())
         share, _ = judge_scenes(task, np.stack([r["image"] for r in rows]), [r["objects"].decode() for r in rows],
                                 *self.words(config))
-        return {"scene_accuracy": share, "images": len(rows)}
+        return {"scene_accuracy": share, "images": len(rows), "examples": len(rows)}
 
 
 def _checks(config):

@@ -196,19 +196,35 @@ class Runner:
         if task is None:  # a non-chief worker: the chief evaluates and exports
             return
         self.app.main_report(self, task, config)
-        for path in self.app.main_pictures(task, config, self.run_path):
-            print(f"wrote {path}")
-        print(f"\nexported {self.export(task, config)}")
+        pictures = self.app.main_pictures(task, config, self.run_path)
+        self.print_summary(export=self.export(task, config), pictures=pictures)
 
     def cmd_train(self, args):
         config = self.resolve_config(args)
         task = self.app.train(self, config, args)
         if task is not None and self.app.has_validation(config):
             self.app.report("validation", self.app.evaluate(task, config, "validation"))
+        if task is not None:
+            self.print_summary()
+
+    def print_summary(self, export=None, pictures=()):
+        """Where the run went: the last lines of a main job or a `train`."""
+        run = self.run_path
+        rows = [("run", f"{run}  (config.toml, history.csv, loss.png, logs/)"),
+                ("preset", f"{run / PRESET_DIR}  (tfmm.models.from_preset, or --model)")]
+        rows += [("picture", str(p)) for p in pictures]
+        if export is not None:
+            tflite = sorted(p.name for p in (Path(export) / "tflite").glob("*.tflite"))
+            rows.append(("export", f"{export}" + (f"  (+ tflite/: {', '.join(tflite)})" if tflite else "")))
+        print("\nwritten")
+        for name, where in rows:
+            print(f"  {name:<8} {where}")
 
     def cmd_eval(self, args):
         task, config, path = self.load(args)
         metrics = self.app.evaluate(task, config, args.split, args)
+        if "examples" not in metrics:  # every evaluation says how much it scored
+            raise RuntimeError(f"{self.app.name} evaluate() returned no 'examples' count")
         self.app.report(f"{getattr(args, 'data', None) or args.split} ({path})", metrics)
         if args.output:
             cli.write_json(args.output, metrics)

@@ -110,7 +110,7 @@ def evaluate_captions(task, dataset, object_words=None, beam_width=1, sampling=N
         share, mistakes = object_correctness([hypotheses[k] for k in sorted(hypotheses)], objects, *object_words)
         metrics["object_correctness"] = share
         metrics["top_object_mistakes"] = ", ".join(f"{m} ×{n}" for m, n in mistakes.most_common(3)) or "none"
-    metrics["images"] = len(references)
+    metrics["images"] = metrics["examples"] = len(references)
     metrics["captions_per_second"] = len(references) / seconds
-    metrics["examples"] = [{"caption": hypotheses[k], "references": references[k][:2]} for k in range(min(3, len(references)))]
+    metrics["samples"] = [{"caption": hypotheses[k], "references": references[k][:2]} for k in range(min(3, len(references)))]
     return metrics

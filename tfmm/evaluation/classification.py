@@ -52,14 +52,16 @@ def evaluate_classifier(task, dataset, missing="none", batch_size=64):
 
     forward = task.graph_function(f"evaluate_classifier/{missing}", run)
     true, predicted, unknown = ({t: [] for t in tasks} for _ in range(3))
+    scored = 0
     for batch in dataset.batch(batch_size).prefetch(2):
+        scored += int(batch["image"].shape[0])
         out = {k: v.numpy() for k, v in forward(batch["image"], batch["text"], batch["labels"]).items()}
         for t in tasks:
             known = out[f"{t}_known"] > 0
             unknown[t].append(int((~known).sum()))
             true[t].extend(out[f"{t}_true"][known])
             predicted[t].extend(out[f"{t}_predicted"][known])
-    metrics = {"missing": missing}
+    metrics = {"missing": missing, "examples": scored}
     for name, classes in tasks.items():
         if not true[name]:
             raise TfmmError(f"no example has a {name!r} label the model knows")

@@ -72,4 +72,5 @@ def evaluate_generator(generator, prompt_sets, judge=None, words=None, seed=0, s
             for kind, pictures in (("samples", images), ("real_images", real)):
                 metrics[f"{name}_retrieval_similarity_{kind}"] = float(np.mean(np.sum(retrieval.embed_images(pictures) * texts, -1)))
         metrics[f"{name}_prompts"] = len(prompts)
+    metrics["examples"] = sum(len(prompts) for prompts, _, _ in prompt_sets.values())
     return metrics

@@ -58,7 +58,7 @@ def evaluate_retrieval(task, dataset):
     images with the same scene count for each other."""
     images, scenes, _, captions, caption_scenes = split_arrays(dataset)
     metrics = recall_at_k(task.embed_images(images), task.embed_texts(captions), scenes, caption_scenes)
-    metrics.update(images=len(images), captions=len(captions))
+    metrics.update(images=len(images), captions=len(captions), examples=len(images))
     return metrics
 
 

@@ -43,7 +43,7 @@ def evaluate_vqa(task, groups, max_questions, batch_size=32):
     if count == 0:
         raise TfmmError("no question to evaluate: every answer is outside the model's answer vocabulary"
                         if unknown_answers else "no question to evaluate")
-    metrics = {"accuracy": sum(correct.values()) / count, "questions": count}
+    metrics = {"accuracy": sum(correct.values()) / count, "questions": count, "examples": count}
     for kind in sorted(totals):
         metrics[f"accuracy_{kind.replace('/', '_')}"] = correct[kind] / totals[kind]
         metrics[f"questions_{kind.replace('/', '_')}"] = totals[kind]

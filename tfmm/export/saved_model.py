@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tfmm.config import save_config
 from tfmm.errors import TfmmError
+from tfmm.export.tflite import gate_tflite
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -94,7 +95,9 @@ def write_export(base_dir, name, archive, config, vocabulary, extra_files=None, 
 
     The version holds the SavedModel of `archive()` (a `keras.export.ExportArchive`) and `assets.extra/`
     with the resolved config, the vocabulary (if any) and `extra_files` ({file name: text}); with
-    `write_tflite(folder)`, also `tflite/` with the `.tflite` files and copies of those text files.
+    `write_tflite(folder)`, also `tflite/` with the `.tflite` files and copies of those text files; a
+    quantization whose parity with Keras misses `export.parity` is left out (`gate_tflite`), and the
+    parity figures are kept in `assets.extra/tfmm_parity.json` too.
     """
     extra_files = dict(extra_files or {})
 
@@ -109,6 +112,8 @@ def write_export(base_dir, name, archive, config, vocabulary, extra_files=None, 
             (extra / file_name).write_text(text, encoding="utf-8")
         if write_tflite:
             write_tflite(tmp / "tflite")
+            gate_tflite(tmp / "tflite", config.export.parity)  # strict: raises before the version exists
+            shutil.copy(tmp / "tflite" / "parity.json", extra / "tfmm_parity.json")  # served as model metadata
             for file_name in extra_files:
                 shutil.copy(extra / file_name, tmp / "tflite" / file_name)
 

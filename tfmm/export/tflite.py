@@ -153,3 +153,45 @@ def write_tflite_models(models, out_dir, quantizations, compare):
                 parity[path.name] = {**compare(got, reference), "bytes": len(content)}
     (out_dir / "parity.json").write_text(json.dumps(parity, indent=2))
     return parity
+
+
+# The headline parity figure of each app's parity.json entries (higher is better, 0..1).
+GATE_MEASURES = ("min_cosine", "answer_agreement", "agreement", "greedy_caption_agreement", "pixel_agreement")
+
+
+def quantization_of(name):
+    """The quantization a parity.json key or a `.tflite` file name ends with."""
+    stem = name.removesuffix(".tflite")
+    for quantization in sorted(QUANTIZATIONS, key=len, reverse=True):  # dynamic_int8 before int8
+        if stem == quantization or stem.endswith("_" + quantization):
+            return quantization
+    raise ValueError(f"no quantization in {name!r}")
+
+
+def gate_tflite(folder, gate):
+    """Leaves out every quantization whose parity is below its `gate` threshold (`ParityGate`): its
+    `.tflite` files are removed and `parity.json` says why; a strict gate raises instead. Returns the
+    parity with a `gate` entry per file: measure, value, threshold, shipped."""
+    folder = Path(folder)
+    parity = json.loads((folder / "parity.json").read_text())
+    failed = {}
+    for key, entry in parity.items():
+        quantization = quantization_of(key)
+        measure = next(m for m in GATE_MEASURES if m in entry)
+        value, threshold = float(entry[measure]), float(getattr(gate, quantization))
+        entry["gate"] = {"measure": measure, "value": value, "threshold": threshold, "shipped": value >= threshold}
+        if value < threshold:
+            failed.setdefault(quantization, []).append(f"{key}: {measure} {value:.3f} < {threshold}")
+    for quantization, reasons in failed.items():
+        if gate.strict:
+            raise TfmmError(f"TFLite {quantization} below export.parity.{quantization} ({'; '.join(reasons)}); "
+                            "nothing was exported (strict)")
+        for key, entry in parity.items():
+            if quantization_of(key) == quantization:
+                entry["gate"]["shipped"] = False
+        for path in folder.glob("*.tflite"):
+            if quantization_of(path.name) == quantization:
+                path.unlink()
+        print(f"not shipped: the {quantization} TFLite files ({'; '.join(reasons)}; threshold export.parity.{quantization})")
+    (folder / "parity.json").write_text(json.dumps(parity, indent=2))
+    return parity

@@ -32,6 +32,7 @@ class TextToImageGenerator(Task):
     def __init__(self, backbone, vqvae, preprocessor=None, guidance_scale=3.0, temperature=1.0, top_k=0, top_p=1.0,
                  **kwargs):
         vqvae = keras.layers.deserialize(vqvae) if isinstance(vqvae, dict) else vqvae
+        vqvae.trainable = False  # trained in stage 1; frozen here (else Keras warns that it gets no gradients)
         self.backbone, self.vqvae, self.preprocessor = backbone, vqvae, preprocessor
         inputs = backbone.input
         super().__init__(inputs=inputs, outputs=backbone(inputs), **kwargs)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import tensorflow as tf
-from google.protobuf import any_pb2
+from google.protobuf import json_format, struct_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -74,15 +74,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def GetModelMetadata(self, request, context):
         def handle():
             name, version, label = _spec(request.model_spec)
-            if list(request.metadata_field) != ["signature_def"]:
-                raise invalid("Metadata field signature_def is required; no other field is supported")
+            fields = list(request.metadata_field)
+            if "signature_def" not in fields or set(fields) - {"signature_def", "tfmm_parity"}:
+                raise invalid("Metadata field signature_def is required; the only other field is tfmm_parity")
             servable = self.predictor.manager.resolve(name, version, label)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = name
             response.model_spec.version.value = servable.version
-            packed = any_pb2.Any()
-            packed.Pack(signature_def_map(servable))
-            response.metadata["signature_def"].CopyFrom(packed)
+            response.metadata["signature_def"].Pack(signature_def_map(servable))
+            if "tfmm_parity" in fields and servable.parity is not None:  # a google.protobuf.Struct
+                response.metadata["tfmm_parity"].Pack(json_format.ParseDict(servable.parity, struct_pb2.Struct()))
             return response
 
         return self._guard("metadata", request.model_spec.name, context, handle)

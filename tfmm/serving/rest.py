@@ -66,8 +66,10 @@ def metadata_json(manager, name, version, label):
     signature_map = json_format.MessageToDict(
         signature_def_map(servable), preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-    return {"model_spec": {"name": name, "signature_name": "", "version": str(servable.version)},
-            "metadata": {"signature_def": signature_map}}
+    metadata = {"signature_def": signature_map}
+    if servable.parity is not None:  # beyond TF Serving: how far each shipped TFLite file agrees with the model
+        metadata["tfmm_parity"] = servable.parity
+    return {"model_spec": {"name": name, "signature_name": "", "version": str(servable.version)}, "metadata": metadata}
 
 
 def create_app(manager, predictor, max_request_bytes):

@@ -1,5 +1,6 @@
 """One loaded SavedModel version: its signatures, and running them on NumPy inputs."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,8 @@ class Servable:
         self.name, self.version, self.path = name, version, Path(path)
         self.signature_defs = read_signature_defs(path)
         self.model = tf.saved_model.load(str(path))
+        parity = self.path / "assets.extra" / "tfmm_parity.json"  # a tfmm export's TFLite parity (metadata)
+        self.parity = json.loads(parity.read_text()) if parity.is_file() else None
 
     def signature(self, name):
         name = name or "serving_default"
