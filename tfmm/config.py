@@ -283,6 +283,14 @@ def to_dict(config):
     return dataclasses.asdict(config)
 
 
+def given_keys(data, prefix=""):
+    """The dotted keys a TOML table sets: {"data": {"augment": {"flip": true}}} → ["data.augment.flip"]."""
+    keys = []
+    for key, value in data.items():
+        keys += given_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return keys
+
+
 def differences(old, new, prefix=""):
     """["section.key: old → new", ...] between two configs (or their dicts)."""
     old = to_dict(old) if dataclasses.is_dataclass(old) else old

@@ -17,7 +17,10 @@ def command(config, run_dir):
             "--set", f"data.data_dir={config.data.data_dir}", "--set", "data.shapes_config=tiny", "--set", "data.image_size=32",
             "--set", "data.batch_size=16", "--set", "model.image_encoder.size=tiny", "--set", "model.text_encoder.size=tiny",
             "--set", "model.embedding_dim=16", "--set", "train.epochs=3", "--set", "train.backup_every_steps=2",
-            "--set", "train.deterministic=true", "--set", "export.tflite=false"]
+            "--set", "train.deterministic=true", "--set", "export.tflite=false",
+            # augmentation on: every draw is keyed by stream position, so the resumed run draws the same
+            "--set", "data.augment.flip=true", "--set", "data.augment.color_jitter=0.3", "--set", "data.augment.random_crop=0.2",
+            "--set", "data.text_augment.deletion=0.1", "--set", "data.text_augment.synonyms=true"]
 
 
 def weights(path):

@@ -14,8 +14,19 @@ import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
 from tfmm.cli import SAMPLING_FLAGS, add_shortcut_arguments
-from tfmm.config import DataConfig, ExportConfig, SamplingConfig, TrainConfig, app_config, at_least, between, positive, variant
-from tfmm.data import DataChecks, build_pipeline, read_image_files
+from tfmm.config import (
+    DataConfig,
+    ExportConfig,
+    ImageAugmentConfig,
+    SamplingConfig,
+    TrainConfig,
+    app_config,
+    at_least,
+    between,
+    positive,
+    variant,
+)
+from tfmm.data import DataChecks, ImageAugmenter, build_pipeline, read_image_files
 from tfmm.data.caption_sources import load_caption_examples, object_words
 from tfmm.encoders import IMAGE_ENCODERS, build_image_encoder
 from tfmm.errors import TfmmError
@@ -33,6 +44,8 @@ class CaptionDataConfig(DataConfig):
     # or user data: a folder with captions.jsonl/.csv, a COCO-style captions .json, a TFRecord pattern.
     source: str = "shapes"
     batch_size: int = positive(64)  # images per step, each with one of its captions drawn at random
+    # Image augmentation, off by default: a flip contradicts "left of", colour jitter the colour words.
+    augment: ImageAugmentConfig = dataclasses.field(default_factory=ImageAugmentConfig)
 
 
 @dataclasses.dataclass
@@ -78,6 +91,8 @@ class Caption(App):
     source = load_caption_examples
     config_class, task_class = CaptionConfig, ImageCaptioner
     shortcuts = DECODE_FLAGS
+    cannot_honour = {"data.text_augment": "captions are what the model learns to write: augmented ones would teach "
+                                          "it wrong captions; data.augment works on the images"}
 
     def build_preprocessor(self, config, train_examples):
         captions = [c.decode() for e in train_examples.map(lambda e: e["captions"]).as_numpy_iterator() for c in e]
@@ -103,14 +118,20 @@ class Caption(App):
     def pipeline(self, config, examples, training, shard=None, repeat=False):
         """Batches of raw `{"images", "captions"}`: one caption per image, drawn at random (by the stream's
         seed) from its references."""
+        augmenter = ImageAugmenter(config.data.augment)
+        augmenter = augmenter if training and augmenter.active else None
+
         def pick(example, seed):
             count = tf.shape(example["captions"])[0]
             index = tf.random.stateless_uniform([], seed, 0, count, dtype=tf.int32)
             return {"images": example["image"], "captions": example["captions"][index]}
 
+        def augment(batch, seed):
+            return {**batch, "images": augmenter(batch["images"], seed)}
+
         return build_pipeline(examples, per_worker_batch(config.data.batch_size, shard), training=training,
-                              example_fn=pick, cache=config.data.cache, shuffle_buffer=config.data.shuffle_buffer,
-                              seed=config.train.seed, shard=shard, repeat=repeat)
+                              example_fn=pick, batch_fn=augment if augmenter else None, cache=config.data.cache,
+                              shuffle_buffer=config.data.shuffle_buffer, seed=config.train.seed, shard=shard, repeat=repeat)
 
     def evaluate(self, task, config, split, args=None, beam_width=None):
         data = dataclasses.replace(config.data, source=args.data) if getattr(args, "data", None) else config.data

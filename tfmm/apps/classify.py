@@ -81,6 +81,7 @@ ClassifyConfig = app_config("ClassifyConfig", ClassifyDataConfig, ClassifyModelC
 class Classify(App):
     name, description = "classify", __doc__.splitlines()[0]
     config_class, task_class = ClassifyConfig, MultimodalClassifier
+    cannot_honour = {"data.text_augment": "the report words carry the labels; data.augment works on the images"}
 
     def load_split(self, config, split, checks):
         return labelled_dataset(config.data, split, checks.images, checks.rows)
@@ -116,7 +117,7 @@ class Classify(App):
         """Batches of raw `({"images", "text"}, {task: label})`. Training with `data.modality_dropout` removes
         the image (black) or the text (empty) of some examples."""
         data = config.data
-        augmenter = ImageAugmenter(data.augment, seed=config.train.seed) if training else None
+        augmenter = ImageAugmenter(data.augment) if training else None
         dropout = data.modality_dropout if training else 0.0
 
         def choose(example, seed):
@@ -124,8 +125,8 @@ class Classify(App):
             image = tf.where(draws[0] < dropout, tf.zeros_like(example["image"]), example["image"])
             return {"image": image, "text": tf.where(draws[1] < dropout, "", example["text"]), "labels": example["labels"]}
 
-        def to_batch(batch):
-            images = augmenter(batch["image"]) if augmenter else batch["image"]
+        def to_batch(batch, seed):
+            images = augmenter(batch["image"], seed) if augmenter else batch["image"]
             return {"images": images, "text": batch["text"]}, batch["labels"]
 
         return build_pipeline(examples, per_worker_batch(data.batch_size, shard), training=training, example_fn=choose,

@@ -20,7 +20,19 @@ from tfmm.apps.generate_stages import JudgeStage, VQVAEStage, heldout_split_poin
 from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
 from tfmm.cli import SAMPLING_FLAGS, add_shortcut_arguments
-from tfmm.config import DataConfig, ExportConfig, SamplingConfig, TrainConfig, app_config, at_least, between, one_of, positive
+from tfmm.config import (
+    DataConfig,
+    ExportConfig,
+    ImageAugmentConfig,
+    SamplingConfig,
+    TextAugmentConfig,
+    TrainConfig,
+    app_config,
+    at_least,
+    between,
+    one_of,
+    positive,
+)
 from tfmm.data import DataChecks, build_pipeline, read_image_files
 from tfmm.data.caption_sources import load_caption_examples, object_words
 from tfmm.data.token_records import read_token_records, write_token_records
@@ -28,6 +40,7 @@ from tfmm.errors import TfmmError
 from tfmm.evaluation import evaluate_generator, reconstruction_metrics
 from tfmm.export.generator import export_generator
 from tfmm.models import TextToImageBackbone, TextToImageGenerator, TextToImagePreprocessor, from_preset
+from tfmm.text import TextAugmenter
 from tfmm.train.session import per_worker_batch
 from tfmm.visualization import image_grid, save_png
 
@@ -42,6 +55,10 @@ class GenerateDataConfig(DataConfig):
     image_size: int = at_least(8, 32)
     batch_size: int = positive(64)
     text_dropout: float = between(0, 1, 0.1)  # training prompts replaced by the empty prompt (classifier-free guidance)
+    # Image augmentation trains the VQ-VAE only (stage 2 learns the tokens of the images as they are);
+    # prompts may take synonyms, which keep what a prompt asks for.
+    augment: ImageAugmentConfig = dataclasses.field(default_factory=ImageAugmentConfig)
+    text_augment: TextAugmentConfig = dataclasses.field(default_factory=TextAugmentConfig)
 
 
 @dataclasses.dataclass
@@ -101,6 +118,8 @@ class Generate(App):
     config_class, task_class = GenerateConfig, TextToImageGenerator
     model_sections = ("model", "vqvae")
     shortcuts = GENERATION_FLAGS
+    cannot_honour = {"data.text_augment.deletion": "a prompt without one of its words asks for something else",
+                     "data.text_augment.swap": "swapped words change what a prompt asks for (\"left of\")"}
     vqvae = token_dir = run_path = None  # set by `train` before the runner reads token records
 
     def train(self, runner, config, args=None):
@@ -138,7 +157,9 @@ class Generate(App):
         return read_token_records(pattern)
 
     def build_preprocessor(self, config, train_examples):
-        captions = lambda: [c.decode() for e in train_examples.map(lambda e: e["captions"]).as_numpy_iterator() for c in e]  # noqa: E731
+        extra = TextAugmenter.vocabulary_words() if config.data.text_augment.synonyms else []
+        captions = lambda: [c.decode() for e in train_examples.map(lambda e: e["captions"]).as_numpy_iterator()  # noqa: E731
+                            for c in e] + extra
         tokenizer = build_tokenizer(config.model, captions, config.data.source)
         return TextToImagePreprocessor(tokenizer, image_converter(config), config.model.sequence_length)
 
@@ -154,6 +175,8 @@ class Generate(App):
         """Batches of raw `{"prompts", "image_ids"}`: one caption per image drawn at random, replaced by the
         empty prompt with probability `data.text_dropout` in training (for classifier-free guidance)."""
         dropout = config.data.text_dropout if training else 0.0
+        synonyms = TextAugmenter(synonyms=config.data.text_augment.synonyms)
+        synonyms = synonyms if training and synonyms.active else None
 
         def pick(example, seed):
             count = tf.shape(example["captions"])[0]
@@ -161,9 +184,12 @@ class Generate(App):
             dropped = tf.random.stateless_uniform([], seed + 1) < dropout
             return {"prompts": tf.where(dropped, "", caption), "image_ids": example["tokens"]}
 
+        def augment(batch, seed):
+            return {**batch, "prompts": synonyms(batch["prompts"], seed)}
+
         return build_pipeline(examples, per_worker_batch(config.data.batch_size, shard), training=training,
-                              example_fn=pick, cache=config.data.cache, shuffle_buffer=config.data.shuffle_buffer,
-                              seed=config.train.seed, shard=shard, repeat=repeat)
+                              example_fn=pick, batch_fn=augment if synonyms else None, cache=config.data.cache,
+                              shuffle_buffer=config.data.shuffle_buffer, seed=config.train.seed, shard=shard, repeat=repeat)
 
     def prompt_sets(self, config, limit):
         """{split: (first captions, objects, real uint8 images)} of up to `limit` images per split; of the

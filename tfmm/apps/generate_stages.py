@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfmm.apps.model_parts import image_converter
 from tfmm.apps.runner import App
-from tfmm.data import DataChecks, build_pipeline
+from tfmm.data import DataChecks, ImageAugmenter, build_pipeline
 from tfmm.data.caption_sources import load_caption_examples, object_words
 from tfmm.encoders import CNNImageEncoder
 from tfmm.errors import TfmmError
@@ -58,9 +58,12 @@ class VQVAEStage(_ImageStage):
         return VQVAE(backbone, preprocessor, name="vqvae")
 
     def pipeline(self, config, examples, training, shard=None, repeat=False):
+        """Batches of raw `{"images"}`; `data.augment` applies here (what is reconstructed may be any image)."""
+        augmenter = ImageAugmenter(config.data.augment)
+        augment = (lambda batch, seed: {"images": augmenter(batch["images"], seed)}) if training and augmenter.active else None
         return build_pipeline(examples.map(lambda e: {"images": e["image"]}), per_worker_batch(config.data.batch_size, shard),
-                              training=training, cache=config.data.cache, shuffle_buffer=config.data.shuffle_buffer,
-                              seed=config.train.seed, shard=shard, repeat=repeat)
+                              training=training, batch_fn=augment, cache=config.data.cache,
+                              shuffle_buffer=config.data.shuffle_buffer, seed=config.train.seed, shard=shard, repeat=repeat)
 
     def evaluate(self, task, config, split, args=None):
         metrics = reconstruction_metrics(task, self.load_split(config, split, _checks(config)))

@@ -99,7 +99,7 @@ class Retrieval(App):
     def pipeline(self, config, examples, training, shard=None, repeat=False):
         """Batches of raw `{"images", "text"}`: one caption per image (drawn at random when training)."""
         data = config.data
-        images = ImageAugmenter(data.augment, seed=config.train.seed) if training else None
+        images = ImageAugmenter(data.augment) if training else None
         texts = TextAugmenter(data.text_augment.deletion, data.text_augment.swap, data.text_augment.synonyms) if training else None
 
         def pick_caption(example, seed):
@@ -107,8 +107,11 @@ class Retrieval(App):
             index = tf.random.stateless_uniform((), seed, 0, count, dtype=tf.int32) if training else 0
             return {"images": example["image"], "text": example["captions"][index]}
 
-        def augment(batch):
-            return {"images": images(batch["images"]), "text": texts(batch["text"])} if training else batch
+        def augment(batch, seed):
+            if not training:
+                return batch
+            return {"images": images(batch["images"], seed),
+                    "text": texts(batch["text"], tf.random.experimental.stateless_fold_in(seed, 1))}
 
         return build_pipeline(examples, per_worker_batch(data.batch_size, shard), training=training,
                               example_fn=pick_caption, batch_fn=augment, cache=data.cache,

@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 
 from tfmm import cli
-from tfmm.config import load_config
+from tfmm.config import given_keys, load_config, read_toml
 from tfmm.data import DataChecks
 from tfmm.errors import TfmmError
 from tfmm.models.presets import PRESET_DIR, from_preset, preset_path
@@ -33,6 +33,7 @@ class App:
     config_class = None
     task_class = None
     model_sections = ("model",)  # config sections a trained model fixes
+    cannot_honour = {}  # config key (or section) -> why this app refuses it, rather than ignore it
 
     # ---- data and model
     source = None  # (data config, split, image check) -> raw examples, for apps whose loader takes those
@@ -123,7 +124,15 @@ class Runner:
         default = Path("apps") / f"{self.app.name}.toml"
         if path is None and base is None and default.is_file():
             path = default
+        self.check_honoured(given_keys(read_toml(path)) if path else [])
+        self.check_honoured([o.split("=", 1)[0].strip() for o in self.overrides(args)])
         return load_config(self.app.config_class, path, self.overrides(args), base=base)
+
+    def check_honoured(self, keys):
+        for key in keys:
+            for refused, why in self.app.cannot_honour.items():
+                if key == refused or key.startswith(refused + "."):
+                    raise TfmmError(f"{key}: the {self.app.name} app cannot honour it ({why})")
 
     def overrides(self, args):
         return cli.overrides(args) + cli.shortcut_overrides(args, self.app.shortcuts)

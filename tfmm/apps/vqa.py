@@ -79,6 +79,7 @@ class VQA(App):
     name, description = "vqa", __doc__.splitlines()[0]
     source = load_question_groups
     config_class, task_class = VQAConfig, VisualQuestionAnswerer
+    cannot_honour = {"data.text_augment": "a question's words say what is asked; data.augment works on the images"}
 
     def build_preprocessor(self, config, train_examples):
         questions, answers = [], collections.Counter()
@@ -100,10 +101,10 @@ class VQA(App):
         """Batches of raw `({"images", "questions"}, answers, real)`, questions (batch, questions)."""
         data = config.data
         width = data.max_questions_per_image if data.group_questions else 1
-        augmenter = ImageAugmenter(data.augment, seed=config.train.seed) if training and data.source != "clips" else None
+        augmenter = ImageAugmenter(data.augment) if training and data.source != "clips" else None
 
-        def to_batch(batch):
-            images = augmenter(batch["image"]) if augmenter else batch["image"]
+        def to_batch(batch, seed):
+            images = augmenter(batch["image"], seed) if augmenter else batch["image"]
             return {"images": images, "questions": batch["questions"]}, batch["answers"], tf.cast(batch["real"], tf.float32)
 
         cache = data.cache

@@ -1,9 +1,10 @@
 """The one tf.data pipeline every app uses.
 
 Order: (shard) → decode (parallel, done by the source) → cache → shuffle → per-example
-map (random choices, e.g. which caption) → batch → per-batch map (tokenise, augment)
-→ prefetch. Apps supply only the two maps. Parallel maps keep their order, so with a
-seed the n-th batch is the same in every run (resuming a run relies on it).
+map (random choices, e.g. which caption) → batch → per-batch map (augment) → prefetch.
+Apps supply only the two maps, which get a seed by stream position for their stateless random
+ops. Parallel maps keep their order, so with a seed the n-th batch is the same in every run,
+augmentation included (resuming a run relies on it).
 """
 
 import tensorflow as tf
@@ -17,6 +18,7 @@ def build_pipeline(dataset, batch_size, *, training, example_fn=None, batch_fn=N
 
     example_fn: `(example, seed) -> example`, where `seed` is a shape-[2] int64 tensor
     for `tf.random.stateless_*` ops, drawn from `seed` by stream position.
+    batch_fn: `(batch, seed) -> batch`, the seed drawn the same way by batch position (augmentation).
     shard: `(num_shards, index)` for multi-worker input pipelines, so that each example
     goes to exactly one worker in an epoch.
     repeat: an endless stream of reshuffled epochs. A freshly built stream gives the same
@@ -39,7 +41,8 @@ def build_pipeline(dataset, batch_size, *, training, example_fn=None, batch_fn=N
     dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder,
                             num_parallel_calls=AUTOTUNE)
     if batch_fn is not None:
-        dataset = dataset.map(batch_fn, num_parallel_calls=AUTOTUNE)
+        seeds = tf.data.Dataset.random(seed=(seed or 0) + 1).batch(2, drop_remainder=True)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(batch_fn, num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
     # Sharding is explicit above; Keras must not shard a second time under multi-worker strategies.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
