@@ -20,6 +20,7 @@ from pathlib import Path
 from tfmm import cli
 from tfmm.config import given_keys, load_config, read_toml
 from tfmm.data import DataChecks
+from tfmm.data.pipeline import with_known_length
 from tfmm.errors import TfmmError
 from tfmm.models.presets import PRESET_DIR, from_preset, preset_path
 from tfmm.train.session import TrainingSession, count_examples, prepare_run_dir
@@ -182,8 +183,8 @@ class Runner:
 
         validation = None
         if app.has_validation(config):
-            validation = app.pipeline(config, app.load_split(config, "validation", checks), training=False,
-                                      shard=session.shard)
+            validation = with_known_length(app.pipeline(config, app.load_split(config, "validation", checks),
+                                                        training=False, shard=session.shard))
         task = session.train(app.name, lambda: app.build_task(config, preprocessor), stream, validation,
                              app.example_count(config, train_examples), run_path, app.learning_rate_multipliers(config))
         if checks.summary():

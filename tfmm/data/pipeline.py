@@ -47,3 +47,12 @@ def build_pipeline(dataset, batch_size, *, training, example_fn=None, batch_fn=N
     # Sharding is explicit above; Keras must not shard a second time under multi-worker strategies.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def with_known_length(dataset):
+    """`dataset` with its number of batches known (counted once if tf.data cannot tell, as after a filter):
+    Keras warns "Your input ran out of data" after every validation pass over a dataset of unknown length."""
+    count = int(dataset.cardinality().numpy())
+    if count < 0:
+        count = sum(1 for _ in dataset)
+    return dataset.apply(tf.data.experimental.assert_cardinality(count))
