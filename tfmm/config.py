@@ -86,6 +86,9 @@ class ImageAugmentConfig:
     flip: bool = False  # horizontal flips; off by default since captions say "left of"
     rotation: float = between(0, 0.5, 0.0)  # max rotation as a fraction of a full turn
     color_jitter: float = between(0, 1, 0.0, high_open=False)  # brightness/contrast/saturation strength
+    # Batch mixing for tasks with class labels (classify): the Beta α of each; 0 = off; both on = either per batch.
+    mixup: float = at_least(0.0, 0.0)
+    cutmix: float = at_least(0.0, 0.0)
 
 
 @dataclasses.dataclass

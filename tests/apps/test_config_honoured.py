@@ -57,3 +57,9 @@ def test_caption_training_images_are_augmented_and_evaluation_images_are_not():
     assert any(np.array_equal(i, images[0][:, ::-1]) for i in train)
     evaluation = np.concatenate([b["images"].numpy() for b in Caption().pipeline(config, examples, training=False)])
     np.testing.assert_array_equal(evaluation, images)
+
+
+@pytest.mark.parametrize("app", [Caption(), VQA(), Generate()])
+def test_mixing_is_refused_where_there_are_no_class_labels(app):
+    with pytest.raises(TfmmError, match=rf"data.augment.mixup: the {app.name} app cannot honour it \(mixing"):
+        Runner(app).resolve_config(_args("data.augment.mixup=0.2"))

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm.apps.model_parts import build_tokenizer, image_converter
-from tfmm.apps.runner import App, Runner
+from tfmm.apps.runner import MIXING_REFUSED, App, Runner
 from tfmm.cli import SAMPLING_FLAGS, add_shortcut_arguments
 from tfmm.config import (
     DataConfig,
@@ -92,7 +92,8 @@ class Caption(App):
     config_class, task_class = CaptionConfig, ImageCaptioner
     shortcuts = DECODE_FLAGS
     cannot_honour = {"data.text_augment": "captions are what the model learns to write: augmented ones would teach "
-                                          "it wrong captions; data.augment works on the images"}
+                                          "it wrong captions; data.augment works on the images",
+                     "data.augment.mixup": MIXING_REFUSED, "data.augment.cutmix": MIXING_REFUSED}
 
     def build_preprocessor(self, config, train_examples):
         captions = [c.decode() for e in train_examples.map(lambda e: e["captions"]).as_numpy_iterator() for c in e]

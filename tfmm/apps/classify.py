@@ -17,6 +17,7 @@ from tfmm.apps.runner import App, Runner
 from tfmm.config import DataConfig, ImageAugmentConfig, TrainConfig, app_config, between, one_of, positive, variant
 from tfmm.data import DataChecks, ImageAugmenter, build_pipeline, read_image_files
 from tfmm.data.labelled_pairs import labelled_dataset
+from tfmm.data.mixing import MIX_PARTNER, MIX_WEIGHT, mix_images
 from tfmm.data.reports import TASKS as REPORT_TASKS
 from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS
 from tfmm.errors import TfmmError
@@ -125,9 +126,15 @@ class Classify(App):
             image = tf.where(draws[0] < dropout, tf.zeros_like(example["image"]), example["image"])
             return {"image": image, "text": tf.where(draws[1] < dropout, "", example["text"]), "labels": example["labels"]}
 
+        mixing = training and (data.augment.mixup or data.augment.cutmix)
+
         def to_batch(batch, seed):
-            images = augmenter(batch["image"], seed) if augmenter else batch["image"]
-            return {"images": images, "text": batch["text"]}, batch["labels"]
+            images, labels = augmenter(batch["image"], seed) if augmenter else batch["image"], batch["labels"]
+            if mixing:
+                images, partner, weight = mix_images(images, tf.random.experimental.stateless_fold_in(seed, 1),
+                                                     data.augment.mixup, data.augment.cutmix)
+                labels = {**labels, MIX_PARTNER: {t: tf.gather(v, partner) for t, v in labels.items()}, MIX_WEIGHT: weight}
+            return {"images": images, "text": batch["text"]}, labels
 
         return build_pipeline(examples, per_worker_batch(data.batch_size, shard), training=training, example_fn=choose,
                               batch_fn=to_batch, cache=data.cache, shuffle_buffer=data.shuffle_buffer,

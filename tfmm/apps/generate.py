@@ -18,7 +18,7 @@ import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm import cli
 from tfmm.apps.generate_stages import JudgeStage, VQVAEStage, heldout_split_point, with_training
 from tfmm.apps.model_parts import build_tokenizer, image_converter
-from tfmm.apps.runner import App, Runner
+from tfmm.apps.runner import MIXING_REFUSED, App, Runner
 from tfmm.cli import SAMPLING_FLAGS, add_shortcut_arguments
 from tfmm.config import (
     DataConfig,
@@ -119,7 +119,8 @@ class Generate(App):
     model_sections = ("model", "vqvae")
     shortcuts = GENERATION_FLAGS
     cannot_honour = {"data.text_augment.deletion": "a prompt without one of its words asks for something else",
-                     "data.text_augment.swap": "swapped words change what a prompt asks for (\"left of\")"}
+                     "data.text_augment.swap": "swapped words change what a prompt asks for (\"left of\")",
+                     "data.augment.mixup": MIXING_REFUSED, "data.augment.cutmix": MIXING_REFUSED}
     vqvae = token_dir = run_path = None  # set by `train` before the runner reads token records
 
     def train(self, runner, config, args=None):

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmm.apps.model_parts import image_converter
-from tfmm.apps.runner import App
+from tfmm.apps.runner import MIXING_REFUSED, App
 from tfmm.data import DataChecks, ImageAugmenter, build_pipeline
 from tfmm.data.caption_sources import load_caption_examples, object_words
 from tfmm.encoders import CNNImageEncoder
@@ -38,6 +38,7 @@ class _ImageStage(App):
     """Shared by both stages: images of the generate app's caption source, one preprocessor."""
 
     model_sections = ("model", "vqvae")
+    cannot_honour = {"data.augment.mixup": MIXING_REFUSED, "data.augment.cutmix": MIXING_REFUSED}
     source = load_caption_examples
 
     def build_preprocessor(self, config, train_examples):

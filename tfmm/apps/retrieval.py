@@ -82,6 +82,8 @@ class Retrieval(App):
     name, description = "retrieval", __doc__.splitlines()[0]
     source = load_captioned_images
     config_class, task_class = RetrievalConfig, ContrastiveRetriever
+    cannot_honour = {"data.augment.mixup": "not wired into the contrastive loss yet (it needs soft image–text targets)",
+                     "data.augment.cutmix": "not wired into the contrastive loss yet (it needs soft image–text targets)"}
 
     def build_preprocessor(self, config, train_examples):
         texts = lambda: _captions(train_examples) + TextAugmenter.vocabulary_words()  # noqa: E731

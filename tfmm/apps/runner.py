@@ -25,6 +25,9 @@ from tfmm.errors import TfmmError
 from tfmm.models.presets import PRESET_DIR, from_preset, preset_path
 from tfmm.train.session import TrainingSession, count_examples, prepare_run_dir
 
+# Why an app without class targets refuses MixUp/CutMix (tfmm.data.mixing), for its `cannot_honour`.
+MIXING_REFUSED = "mixing two images needs a loss over class labels; of the apps, classify has one"
+
 
 class App:
     """What an app supplies; the runner does the rest. See the subclasses in `tfmm/apps/`."""

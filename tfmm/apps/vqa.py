@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm.apps.model_parts import build_fusion_backbone, build_tokenizer, image_converter
-from tfmm.apps.runner import App, Runner
+from tfmm.apps.runner import MIXING_REFUSED, App, Runner
 from tfmm.config import DataConfig, ImageAugmentConfig, TrainConfig, app_config, between, one_of, positive, variant
 from tfmm.data import DataChecks, ImageAugmenter, build_pipeline, read_image_files
 from tfmm.data.images import decode_and_resize
@@ -79,7 +79,8 @@ class VQA(App):
     name, description = "vqa", __doc__.splitlines()[0]
     source = load_question_groups
     config_class, task_class = VQAConfig, VisualQuestionAnswerer
-    cannot_honour = {"data.text_augment": "a question's words say what is asked; data.augment works on the images"}
+    cannot_honour = {"data.text_augment": "a question's words say what is asked; data.augment works on the images",
+                     "data.augment.mixup": MIXING_REFUSED, "data.augment.cutmix": MIXING_REFUSED}
 
     def build_preprocessor(self, config, train_examples):
         questions, answers = [], collections.Counter()

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfmm.data.mixing import MIX_PARTNER, MIX_WEIGHT
 from tfmm.models.fusion_backbone import FUSION_WEIGHTS, FusionBackbone
 from tfmm.models.multimodal_classifier_preprocessor import MultimodalClassifierPreprocessor
 from tfmm.models.task import Task, check_images
@@ -66,13 +67,24 @@ class MultimodalClassifier(Task):
         total = 0.0
         for index, task in enumerate(self.class_counts):
             weight = sample_weight[task] if sample_weight is not None else None
-            loss = self.task_loss(y[task], y_pred[task], weight)
+            if MIX_WEIGHT in y:  # MixUp/CutMix: λ·CE(own label) + (1−λ)·CE(partner's), over the known labels
+                loss = self._mixed_loss(task, y, y_pred, sample_weight)
+            else:
+                loss = self.task_loss(y[task], y_pred[task], weight)
             if self.loss_weighting == "uncertainty":
                 log_variance = ops.cast(self.log_variances[index], loss.dtype)
                 total = total + ops.exp(-log_variance) * loss + log_variance
             else:
                 total = total + self.loss_weights[task] * loss
         return total + sum(self.losses) if self.losses else total
+
+    def _mixed_loss(self, task, y, y_pred, sample_weight):
+        cross_entropy = keras.losses.sparse_categorical_crossentropy
+        own = ops.cast(y[MIX_WEIGHT], "float32") * sample_weight[task]
+        partner = (1.0 - ops.cast(y[MIX_WEIGHT], "float32")) * sample_weight[MIX_PARTNER][task]
+        total = (ops.sum(own * cross_entropy(y[task], y_pred[task], from_logits=True))
+                 + ops.sum(partner * cross_entropy(y[MIX_PARTNER][task], y_pred[task], from_logits=True)))
+        return total / ops.maximum(ops.sum(own + partner), 1e-6)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         for task, metric in self.task_accuracy.items():

@@ -1,6 +1,7 @@
 import keras
 import tensorflow as tf
 
+from tfmm.data.mixing import MIX_PARTNER, MIX_WEIGHT
 from tfmm.models.labels import names_to_ids
 from tfmm.models.preprocessor import Preprocessor
 
@@ -24,7 +25,13 @@ class MultimodalClassifierPreprocessor(Preprocessor):
             return inputs
         ids = {task: names_to_ids(y[task], names) for task, names in self.tasks.items()}
         weights = {task: tf.cast(ids[task] >= 0, tf.float32) for task in self.tasks}
-        return keras.utils.pack_x_y_sample_weight(inputs, {t: tf.maximum(i, 0) for t, i in ids.items()}, weights)
+        labels = {t: tf.maximum(i, 0) for t, i in ids.items()}
+        if MIX_WEIGHT in y:  # a MixUp/CutMix batch (tfmm.data.mixing): the partners' labels and λ travel along
+            partner = {task: names_to_ids(y[MIX_PARTNER][task], names) for task, names in self.tasks.items()}
+            labels[MIX_PARTNER] = {t: tf.maximum(i, 0) for t, i in partner.items()}
+            labels[MIX_WEIGHT] = y[MIX_WEIGHT]
+            weights[MIX_PARTNER] = {t: tf.cast(i >= 0, tf.float32) for t, i in partner.items()}
+        return keras.utils.pack_x_y_sample_weight(inputs, labels, weights)
 
     def get_config(self):
         return {**super().get_config(), "tasks": self.tasks}
