@@ -126,6 +126,10 @@ class TrainConfig:
     weight_decay: float = at_least(0, 0.05)
     warmup_fraction: float = between(0, 1, 0.05)  # share of all steps spent warming up
     clipnorm: float = at_least(0, 1.0)  # 0 disables gradient clipping
+    # Gradients of this many steps are averaged into one update: an effective batch of data.batch_size × this
+    # on a small machine. Steps, epochs and backups still count batches; a contrastive loss still sees
+    # data.batch_size negatives per step.
+    accumulation_steps: int = positive(1)
     mixed_precision: bool = False  # mixed_bfloat16 on CPU/TPU, mixed_float16 (loss scaling) on GPU
     jit_compile: bool = False  # XLA
     strategy: str = one_of(STRATEGIES, "auto")

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfmm.apps.retrieval import RetrievalConfig
 from tfmm.config import TrainConfig, load_config
 from tfmm.errors import TfmmError
-from tfmm.train.backup import checkpoint_manager, restore_latest
+from tfmm.train.backup import checkpoint_manager, global_step, restore_latest
 from tfmm.train.fit import BEST_WEIGHTS, fit
 from tfmm.train.session import prepare_run_dir
 
@@ -28,7 +28,7 @@ class Crash(keras.callbacks.Callback):
         self.at_step = at_step
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == self.at_step:
+        if global_step(self.model.optimizer) == self.at_step:
             raise RuntimeError("simulated crash")
 
 
@@ -83,3 +83,31 @@ def test_resuming_with_another_config_is_refused_unless_forced(tmp_path):
     prepare_run_dir(changed, tmp_path, force=True)
     assert load_config(RetrievalConfig, tmp_path / "config.toml").train.epochs == 5
     assert "train.epochs: 3 → 5" in (tmp_path / "config_changes.txt").read_text()
+
+
+def test_gradient_accumulation_updates_every_n_steps_and_resumes_mid_accumulation(tmp_path):
+    train = TrainConfig(epochs=2, backup_every_steps=1, accumulation_steps=2, learning_rate=0.1, warmup_fraction=0.0)
+    stream = lambda: tf.data.Dataset.from_tensor_slices((X, X)).batch(4).repeat()  # noqa: E731
+    from tfmm.train.fit import make_optimizer
+
+    def run(run_dir, crash_at=None, watch=None):
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+        model.compile(optimizer=make_optimizer(train, total_steps=8), loss="mse")
+        callbacks = [c for c in (Crash(crash_at) if crash_at else None, watch) if c]
+        fit(model, stream, None, train, run_dir, steps_per_epoch=4, extra_callbacks=callbacks)
+        return model
+
+    class Watch(keras.callbacks.Callback):
+        kernels = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.kernels.append(float(self.model.layers[0].kernel.numpy()[0, 0]))
+
+    whole = run(tmp_path / "whole", watch=Watch())
+    kernels = Watch.kernels
+    assert kernels[0] == 0.0 and kernels[1] != 0.0 and kernels[2] == kernels[1] and kernels[3] != kernels[2]  # every 2nd
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path / "crashed", crash_at=5)  # half-way through an accumulation
+    resumed = run(tmp_path / "crashed")
+    assert resumed.layers[0].kernel.numpy()[0, 0] == whole.layers[0].kernel.numpy()[0, 0]
+    assert (tmp_path / "crashed" / "final.weights.h5").is_file()

@@ -18,16 +18,23 @@ import tensorflow as tf
 from tfmm.errors import TfmmError
 
 
+def global_step(optimizer):
+    """Training steps (batches) taken. Under gradient accumulation Keras' `iterations` counts updates, a
+    fraction of the steps; its `_iterations` counts every step, which is what backups and resuming need."""
+    steps = optimizer._iterations if optimizer.gradient_accumulation_steps else optimizer.iterations
+    return int(steps.numpy())
+
+
 class StepBackup(keras.callbacks.Callback):
     def __init__(self, manager, every_steps=0):
         super().__init__()
         self.manager, self.every_steps = manager, every_steps
 
     def _save(self):
-        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+        self.manager.save(checkpoint_number=global_step(self.model.optimizer))
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_steps and int(self.model.optimizer.iterations.numpy()) % self.every_steps == 0:
+        if self.every_steps and global_step(self.model.optimizer) % self.every_steps == 0:
             self._save()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -68,7 +75,7 @@ def restore_latest(checkpoint, manager, peer_directories=()):
             reason = str(error).strip().splitlines()[0][:200]
             raise TfmmError(f"{path}: the backup does not match this model ({reason}); it was written by another "
                             "model or config: use a new --run-dir, or delete the backup folder to start over") from None
-    return int(checkpoint.optimizer.iterations.numpy())
+    return global_step(checkpoint.optimizer)
 
 
 def resume_plan(step, steps_per_epoch, epochs):

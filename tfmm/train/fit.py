@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from tfmm.train.backup import StepBackup, checkpoint_manager, restore_latest, resume_plan
+from tfmm.train.backup import StepBackup, checkpoint_manager, global_step, restore_latest, resume_plan
 from tfmm.train.callbacks import BestSoFar, KeepBest, remove_tree
 from tfmm.train.optimizers import LayerwiseAdamW
 from tfmm.train.schedules import WarmupCosine
@@ -23,7 +23,8 @@ def make_optimizer(train, total_steps, multipliers=None):
     `multipliers` ({variable path: factor}) scales the learning rate of some variables (pretrained encoders).
     """
     schedule = WarmupCosine(train.learning_rate, total_steps, warmup_steps=int(train.warmup_fraction * total_steps))
-    options = dict(learning_rate=schedule, weight_decay=train.weight_decay, global_clipnorm=train.clipnorm or None)
+    options = dict(learning_rate=schedule, weight_decay=train.weight_decay, global_clipnorm=train.clipnorm or None,
+                   gradient_accumulation_steps=train.accumulation_steps if train.accumulation_steps > 1 else None)
     optimizer = LayerwiseAdamW(multipliers, **options) if multipliers else keras.optimizers.AdamW(**options)
     optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     return optimizer
@@ -78,7 +79,7 @@ def fit(model, train_stream, validation_data, train, run_dir, steps_per_epoch, w
             from tfmm.visualization import plot_history
 
             plot_history(history, out / "loss.png")
-    print(f"finished at step {int(model.optimizer.iterations.numpy())}")
+    print(f"finished at step {global_step(model.optimizer)}")
     # The run finished: nothing to resume. Each worker clears its own backups (the chief clearing
     # everyone's raced with a slower worker still writing its last one), then the emptied folder goes.
     remove_tree(backup_dir)

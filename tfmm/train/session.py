@@ -28,6 +28,9 @@ class TrainingSession:
         if config.train.deterministic:
             tf.config.experimental.enable_op_determinism()
         self.policy = set_precision(config.train.mixed_precision)
+        if config.train.accumulation_steps > 1 and self.policy == "mixed_float16":
+            raise TfmmError("train.accumulation_steps with mixed_float16 (loss scaling on GPU) is not supported: Keras' "
+                            "LossScaleOptimizer hides the accumulating optimizer's step count that resuming needs")
         self.shard = None  # (workers, this worker's index) under a multi-worker strategy
         if self.strategy.extended._in_multi_worker_mode():
             resolver = self.strategy.cluster_resolver
