@@ -63,3 +63,15 @@ def test_caption_training_images_are_augmented_and_evaluation_images_are_not():
 def test_mixing_is_refused_where_there_are_no_class_labels(app):
     with pytest.raises(TfmmError, match=rf"data.augment.mixup: the {app.name} app cannot honour it \(mixing"):
         Runner(app).resolve_config(_args("data.augment.mixup=0.2"))
+
+
+def test_generate_augments_the_images_its_vqvae_learns_from():
+    from tfmm.apps.generate_stages import VQVAEStage
+
+    config = Runner(Generate()).resolve_config(_args("data.augment.flip=true", "data.batch_size=4"))
+    images = np.stack([np.tile(np.arange(8, dtype=np.uint8)[None, :, None] * 30, (8, 1, 3))] * 8)
+    examples = tf.data.Dataset.from_tensor_slices({"image": images})
+    train = np.concatenate([b["images"].numpy() for b in VQVAEStage().pipeline(config, examples, training=True).take(2)])
+    assert any(np.array_equal(i, images[0][:, ::-1]) for i in train)
+    validation = np.concatenate([b["images"].numpy() for b in VQVAEStage().pipeline(config, examples, training=False)])
+    np.testing.assert_array_equal(validation, images)
