@@ -73,3 +73,18 @@ def test_export_leaves_out_a_failing_file_and_keeps_parity_in_assets_extra(train
     with pytest.raises(TfmmError, match="nothing was exported"):
         trained_run.runner.export(trained_run.task, strict, "gated")
     assert sorted(p.name for p in (tmp_path / "gated").iterdir()) == [version.name]  # no half-written version
+
+
+def test_an_export_is_quiet_and_says_what_it_left_out(trained_run, tmp_path):
+    """TFLite conversion and LiteRT print progress lines of their own to stderr; a normal export shows none of
+    them, only its result (and, here, the gate's verdict on a file that misses a threshold set to 1)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tfmm.apps.retrieval", "export", "--model", str(trained_run.path), "--name", "quiet",
+         "--set", f"export.base_dir={tmp_path}", "--set", 'export.tflite_quantization=["float32", "int8"]',
+         "--set", "export.parity.int8=1.0"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""
+    assert "not shipped: the int8 TFLite files" in result.stdout and f"exported {tmp_path / 'quiet' / '1'}" in result.stdout

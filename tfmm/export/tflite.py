@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmm.errors import TfmmError
+from tfmm.quiet import known_notices_hidden
 
 QUANTIZATIONS = ("float32", "dynamic_int8", "int8")
 
@@ -38,6 +39,11 @@ def convert_saved_model(saved_model_dir, quantization="float32", representative_
     """
     if quantization not in QUANTIZATIONS:
         raise TfmmError(f"unknown TFLite quantization {quantization!r}; valid: {', '.join(QUANTIZATIONS)}")
+    with known_notices_hidden():  # the converter and its quantiser print progress lines to stderr
+        return _convert(saved_model_dir, quantization, representative_dataset)
+
+
+def _convert(saved_model_dir, quantization, representative_dataset):
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization in ("dynamic_int8", "int8"):
@@ -86,9 +92,10 @@ class TFLiteRunner:
     def __call__(self, **inputs):
         batch = len(next(iter(inputs.values())))
         outputs = []
-        for i in range(batch):
-            feed = {name: np.asarray(value[i : i + 1], self.input_details[name]["dtype"]) for name, value in inputs.items()}
-            outputs.append(self.runner(**feed))
+        with known_notices_hidden():  # the first invoke applies the XNNPACK delegate, which says so
+            for i in range(batch):
+                feed = {name: np.asarray(value[i : i + 1], self.input_details[name]["dtype"]) for name, value in inputs.items()}
+                outputs.append(self.runner(**feed))
         return {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
 
 
