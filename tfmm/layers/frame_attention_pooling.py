@@ -17,10 +17,13 @@ class FrameAttentionPooling(keras.layers.Layer):
     `image_pooled` (batch, dim) and `frame_attention` (batch, heads, frames).
     """
 
-    def __init__(self, num_heads=2, key_dim=64, **kwargs):
+    def __init__(self, num_heads=2, key_dim=64, project_pooled=True, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.key_dim = key_dim
+        # False when nothing reads `image_pooled` (the attention fusions read the sequence): the heads' pooled
+        # features are then averaged without a projection that would never get a gradient.
+        self.project_pooled = project_pooled
 
     def build(self, input_shape):
         _, frames, regions, dim = input_shape["frame_sequence"]
@@ -31,8 +34,9 @@ class FrameAttentionPooling(keras.layers.Layer):
         self.key_projection.build((None, frames, dim))
         self.query_projection = dense(self.num_heads * self.key_dim, "query_projection")
         self.query_projection.build(input_shape["question"])
-        self.pooled_projection = dense(dim, "pooled_projection")
-        self.pooled_projection.build((None, self.num_heads * dim))
+        if self.project_pooled:
+            self.pooled_projection = dense(dim, "pooled_projection")
+            self.pooled_projection.build((None, self.num_heads * dim))
 
     def call(self, inputs):
         sequence, pooled = inputs["frame_sequence"], inputs["frame_pooled"]
@@ -45,7 +49,10 @@ class FrameAttentionPooling(keras.layers.Layer):
         weights = ops.softmax(ops.cast(scores, "float32"), axis=-1)
         weights_c = ops.cast(weights, pooled.dtype)
         pooled_heads = ops.matmul(weights_c, pooled)  # (batch, heads, dim)
-        image_pooled = self.pooled_projection(ops.reshape(pooled_heads, (-1, self.num_heads * dim)))
+        if self.project_pooled:
+            image_pooled = self.pooled_projection(ops.reshape(pooled_heads, (-1, self.num_heads * dim)))
+        else:
+            image_pooled = ops.mean(pooled_heads, axis=1)
         flat = ops.reshape(sequence, (-1, frames, regions * dim))
         picked = ops.reshape(ops.matmul(weights_c, flat), (-1, self.num_heads, regions, dim))
         picked = picked + ops.cast(self.head_embedding, picked.dtype)[None]
@@ -53,4 +60,5 @@ class FrameAttentionPooling(keras.layers.Layer):
         return {"image_sequence": image_sequence, "image_pooled": image_pooled, "frame_attention": weights}
 
     def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim}
+        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
+                "project_pooled": self.project_pooled}

@@ -38,6 +38,7 @@ class Fusion(keras.layers.Layer):
     """Base class: holds the shared arguments and their config."""
 
     returns_logits = False
+    uses_image_pooled = True  # whether `call` reads `image_pooled` (what feeds it needs no weights otherwise)
 
     def __init__(self, hidden_dim=256, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -163,6 +164,8 @@ class _AttentionFusion(Fusion):
     """Shared parts of the attention fusions: both sequences projected to `hidden_dim`, a
     learned position embedding on the image regions (CNN regions carry no position of
     their own), and the final pooling of both sides into the fused vector."""
+
+    uses_image_pooled = False
 
     def __init__(self, hidden_dim=256, num_heads=4, dropout=0.0, **kwargs):
         super().__init__(hidden_dim, dropout, **kwargs)

@@ -52,7 +52,8 @@ class FusionBackbone(keras_hub.models.Backbone):
             per_question = repeat or (lambda x, _: x)
             frame_sequence = per_question(unfold_frames(encoded["sequence_output"], images), token_ids)
             frame_pooled = per_question(unfold_frames(encoded["pooled_output"], images), token_ids)
-            pooled = FrameAttentionPooling(frame_heads, name="frame_pooling")(
+            project = modalities != "text" and (modalities == "image" or fusion.uses_image_pooled)
+            pooled = FrameAttentionPooling(frame_heads, project_pooled=project, name="frame_pooling")(
                 {"frame_sequence": frame_sequence, "frame_pooled": frame_pooled, "question": text["pooled_output"]})
             image_sequence, image_pooled = pooled["image_sequence"], pooled["image_pooled"]
             extra["frame_attention"] = pooled["frame_attention"]
