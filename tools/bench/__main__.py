@@ -11,6 +11,8 @@ import os
 import shlex
 import sys
 
+import tfmm  # noqa: F401  (first: TensorFlow is imported without its start-up lines)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SUITES = ("retrieval", "peer", "serving", "scaling", "vqa", "classify", "caption", "generate")
