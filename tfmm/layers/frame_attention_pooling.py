@@ -17,26 +17,27 @@ class FrameAttentionPooling(keras.layers.Layer):
     `image_pooled` (batch, dim) and `frame_attention` (batch, heads, frames).
     """
 
-    def __init__(self, num_heads=2, key_dim=64, project_pooled=True, **kwargs):
+    def __init__(self, num_heads=2, key_dim=64, pooled_used=True, sequence_used=True, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.key_dim = key_dim
-        # False when nothing reads `image_pooled` (the attention fusions read the sequence): the heads' pooled
-        # features are then averaged without a projection that would never get a gradient.
-        self.project_pooled = project_pooled
+        # What the fusion downstream reads: the weights only one output needs are frozen when that output is
+        # not read (they would get no gradient, and Keras warns about it on every step).
+        self.pooled_used, self.sequence_used = pooled_used, sequence_used
 
     def build(self, input_shape):
         _, frames, regions, dim = input_shape["frame_sequence"]
         self.frame_position = self.add_weight(name="frame_position", shape=(frames, dim), initializer="zeros")
-        self.head_embedding = self.add_weight(name="head_embedding", shape=(self.num_heads, 1, dim), initializer="zeros")
+        self.head_embedding = self.add_weight(name="head_embedding", shape=(self.num_heads, 1, dim), initializer="zeros",
+                                              trainable=self.sequence_used)
         dense = lambda units, name: keras.layers.Dense(units, dtype=self.dtype_policy, name=name)  # noqa: E731
         self.key_projection = dense(self.num_heads * self.key_dim, "key_projection")
         self.key_projection.build((None, frames, dim))
         self.query_projection = dense(self.num_heads * self.key_dim, "query_projection")
         self.query_projection.build(input_shape["question"])
-        if self.project_pooled:
-            self.pooled_projection = dense(dim, "pooled_projection")
-            self.pooled_projection.build((None, self.num_heads * dim))
+        self.pooled_projection = dense(dim, "pooled_projection")
+        self.pooled_projection.build((None, self.num_heads * dim))
+        self.pooled_projection.trainable = self.pooled_used
 
     def call(self, inputs):
         sequence, pooled = inputs["frame_sequence"], inputs["frame_pooled"]
@@ -49,10 +50,7 @@ class FrameAttentionPooling(keras.layers.Layer):
         weights = ops.softmax(ops.cast(scores, "float32"), axis=-1)
         weights_c = ops.cast(weights, pooled.dtype)
         pooled_heads = ops.matmul(weights_c, pooled)  # (batch, heads, dim)
-        if self.project_pooled:
-            image_pooled = self.pooled_projection(ops.reshape(pooled_heads, (-1, self.num_heads * dim)))
-        else:
-            image_pooled = ops.mean(pooled_heads, axis=1)
+        image_pooled = self.pooled_projection(ops.reshape(pooled_heads, (-1, self.num_heads * dim)))
         flat = ops.reshape(sequence, (-1, frames, regions * dim))
         picked = ops.reshape(ops.matmul(weights_c, flat), (-1, self.num_heads, regions, dim))
         picked = picked + ops.cast(self.head_embedding, picked.dtype)[None]
@@ -61,4 +59,4 @@ class FrameAttentionPooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
-                "project_pooled": self.project_pooled}
+                "pooled_used": self.pooled_used, "sequence_used": self.sequence_used}

@@ -38,7 +38,8 @@ class Fusion(keras.layers.Layer):
     """Base class: holds the shared arguments and their config."""
 
     returns_logits = False
-    uses_image_pooled = True  # whether `call` reads `image_pooled` (what feeds it needs no weights otherwise)
+    # Which image inputs `call` reads: weights that only feed the other one are frozen upstream (no gradient).
+    uses_image_pooled, uses_image_sequence = True, False
 
     def __init__(self, hidden_dim=256, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -165,7 +166,7 @@ class _AttentionFusion(Fusion):
     learned position embedding on the image regions (CNN regions carry no position of
     their own), and the final pooling of both sides into the fused vector."""
 
-    uses_image_pooled = False
+    uses_image_pooled, uses_image_sequence = False, True
 
     def __init__(self, hidden_dim=256, num_heads=4, dropout=0.0, **kwargs):
         super().__init__(hidden_dim, dropout, **kwargs)

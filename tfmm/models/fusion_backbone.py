@@ -32,6 +32,12 @@ class FusionBackbone(keras_hub.models.Backbone):
         if (fusion is None) != (modalities != "both"):
             raise ValueError("give a fusion layer exactly when modalities is 'both'")
         self.image_encoder, self.text_encoder, self.fusion = image_encoder, text_encoder, fusion
+        # A single-modality baseline keeps the other tower (one layout for every preset) but nothing reads it:
+        # frozen, it is not handed to the optimizer without gradients.
+        if modalities == "image":
+            text_encoder.trainable = False
+        elif modalities == "text":
+            image_encoder.trainable = False
         image_shape = tuple(image_encoder.input.shape[1:])
         length = text_encoder.input["token_ids"].shape[1]
         text_shape = (None, length) if question_groups else (length,)
@@ -52,8 +58,12 @@ class FusionBackbone(keras_hub.models.Backbone):
             per_question = repeat or (lambda x, _: x)
             frame_sequence = per_question(unfold_frames(encoded["sequence_output"], images), token_ids)
             frame_pooled = per_question(unfold_frames(encoded["pooled_output"], images), token_ids)
-            project = modalities != "text" and (modalities == "image" or fusion.uses_image_pooled)
-            pooled = FrameAttentionPooling(frame_heads, project_pooled=project, name="frame_pooling")(
+            pooling = FrameAttentionPooling(
+                frame_heads, name="frame_pooling",
+                pooled_used=modalities == "image" or (modalities == "both" and fusion.uses_image_pooled),
+                sequence_used=modalities == "both" and fusion.uses_image_sequence)
+            pooling.trainable = modalities != "text"  # a text-only baseline reads no frame
+            pooled = pooling(
                 {"frame_sequence": frame_sequence, "frame_pooled": frame_pooled, "question": text["pooled_output"]})
             image_sequence, image_pooled = pooled["image_sequence"], pooled["image_pooled"]
             extra["frame_attention"] = pooled["frame_attention"]
