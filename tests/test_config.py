@@ -53,7 +53,7 @@ def test_a_new_variant_keeps_what_both_take_and_drops_the_rest():
     (["train.learning_rate=-1"], "train.learning_rate must be above 0, got -1.0"),
     (["train.strategy=ddp"], "train.strategy must be one of auto, default, mirrored"),
     (['export.tflite_quantization=["float16"]'], "export.tflite_quantization has ['float16']"),
-    (["model.image_encoder.trainable=half"], "model.image_encoder.trainable must be full, frozen or top-N"),
+    (["model.image_encoder.trainable=half"], "model.image_encoder.trainable must be full, frozen, top-N, freeze-K or lora-R"),
 ])
 def test_wrong_settings_fail_in_one_line_naming_key_and_value(overrides, message):
     with pytest.raises(TfmmError) as error:

@@ -103,3 +103,23 @@ def test_freezing():
     top1 = image("cnn", trainable="top-1")
     full = image("cnn", trainable="full")
     assert 0 < len(top1.trainable_weights) < len(full.trainable_weights)
+
+
+def test_transformer_modes_on_the_suites_own_encoders():
+    """freeze-K / top-N / lora-R count transformer blocks, for tfmm's transformer text encoder and ViT."""
+    from tfmm.encoders.pretrained import transformer_blocks
+
+    encoder = text("transformer", 20, 8, size="small", trainable="freeze-1")
+    blocks = transformer_blocks(encoder)
+    assert len(blocks) >= 2
+    assert not blocks[0].trainable and all(b.trainable for b in blocks[1:])
+    trainable = {id(v) for v in encoder.trainable_weights}
+    frozen_embedding = [w for layer in encoder.layers if "embedding" in layer.name for w in layer.weights]
+    assert frozen_embedding and not any(id(w) in trainable for w in frozen_embedding)
+    top = text("transformer", 20, 8, size="small", trainable="top-1")
+    assert not any(b.trainable for b in transformer_blocks(top)[:-1]) and transformer_blocks(top)[-1].trainable
+    lora = image("vit", trainable="lora-2")
+    names = [v.path for v in lora.trainable_weights]
+    assert names and all("query" in n or "value" in n for n in names), names
+    with pytest.raises(TfmmError, match="no attention query/value layers"):
+        image("cnn", trainable="lora-2")

@@ -1,6 +1,6 @@
 """Model parts the apps build the same way from their config sections."""
 
-from tfmm.encoders import build_image_encoder, build_text_encoder, preset_vocabulary
+from tfmm.encoders import build_image_encoder, build_text_encoder, preset_image_converter, preset_vocabulary
 from tfmm.errors import TfmmError
 from tfmm.layers import ImageConverter, build_fusion
 from tfmm.layers.fusion import BASELINES
@@ -22,7 +22,13 @@ def build_tokenizer(model, texts, source):
 
 
 def image_converter(config):
-    return ImageConverter(config.data.image_size)
+    """Images at `data.image_size`, scaled 0..1 — or, for an image encoder loaded from a keras-hub preset
+    that has an image converter (ViT, ResNet), normalised as that preset was trained."""
+    weights = getattr(getattr(config.model, "image_encoder", None), "weights", "")
+    pretrained = preset_image_converter(weights) if weights else None
+    if pretrained is None:
+        return ImageConverter(config.data.image_size)
+    return ImageConverter(config.data.image_size, scale=pretrained.scale, offset=pretrained.offset)
 
 
 def build_fusion_backbone(config, vocabulary_size, num_outputs, question_groups=False, frames=0, frame_heads=2):

@@ -5,7 +5,6 @@ the built-in `shapes` data, evaluate, run zero-shot on held-out combinations, an
 `saved_models/retrieval/<version>/`.
 """
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,25 +13,23 @@ import tensorflow as tf
 import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm import cli
 from tfmm.apps.model_parts import build_tokenizer, image_converter
+from tfmm.apps.retrieval_config import RetrievalConfig
 from tfmm.apps.runner import App, Runner
-from tfmm.config import (
-    DataConfig,
-    ImageAugmentConfig,
-    TextAugmentConfig,
-    app_config,
-    at_least,
-    positive,
-    variant,
-)
 from tfmm.data import DataChecks, ImageAugmenter, build_pipeline, load_captioned_images, read_image_files
+from tfmm.data.mixing import MIX_PARTNER, MIX_WEIGHT, mix_images
 from tfmm.data.shapes import COMBINATIONS, HELDOUT_COMBINATIONS
-from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, build_image_encoder, build_text_encoder
+from tfmm.encoders import build_image_encoder, build_text_encoder, parse_trainable
 from tfmm.errors import TfmmError
 from tfmm.evaluation import evaluate_retrieval, evaluate_zero_shot
 from tfmm.export.contrastive import export_retriever
-from tfmm.losses import CONTRASTIVE_LOSSES
 from tfmm.models import CLIPBackbone, ContrastiveRetriever, ContrastiveRetrieverPreprocessor
-from tfmm.models.contrastive_retriever import DEFAULT_TEMPLATES, check_templates
+from tfmm.models.contrastive_retriever import check_templates
+from tfmm.models.keras_hub_dual_encoder import (
+    KerasHubContrastiveRetriever,
+    load_dual_encoder_preset,
+    load_preprocessor,
+    set_tower_trainable,
+)
 from tfmm.retrieval import EmbeddingIndex
 from tfmm.text import TextAugmenter
 from tfmm.train.session import per_worker_batch
@@ -40,37 +37,6 @@ from tfmm.visualization import image_grid, plot_probabilities
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp"}
 HELDOUT_CLASSES = [f"{c} {s}" for c, s in HELDOUT_COMBINATIONS]
-
-
-@dataclasses.dataclass
-class RetrievalDataConfig(DataConfig):
-    augment: ImageAugmentConfig = dataclasses.field(default_factory=ImageAugmentConfig)
-    text_augment: TextAugmentConfig = dataclasses.field(default_factory=TextAugmentConfig)
-
-
-@dataclasses.dataclass
-class RetrievalModelConfig:
-    image_encoder: object = variant(IMAGE_ENCODERS, "cnn", size="small")  # group norm: no batch statistics to lean on
-    text_encoder: object = variant(TEXT_ENCODERS, "transformer", size="small")
-    embedding_dim: int = positive(128)
-    projection_hidden_dim: int = at_least(0, 0)  # 0: a linear projection; else an MLP with this hidden width
-    sequence_length: int = positive(32)
-    vocabulary_size: int = positive(1000)
-    loss: object = variant(CONTRASTIVE_LOSSES, "infonce")  # infonce, or triplet (with its margin)
-    logit_scale_init: float = positive(1 / 0.07)
-    logit_scale_max: float = positive(100.0)
-
-
-@dataclasses.dataclass
-class ZeroShotConfig:
-    class_names: list = dataclasses.field(default_factory=list)  # empty: the shapes colour–shape combinations
-    templates: list = dataclasses.field(default_factory=lambda: list(DEFAULT_TEMPLATES))  # stored in the model
-
-    def validate(self, root):
-        check_templates(self.templates, "zero_shot.templates")
-
-
-RetrievalConfig = app_config("RetrievalConfig", RetrievalDataConfig, RetrievalModelConfig, zero_shot=ZeroShotConfig)
 
 
 def _captions(dataset):
@@ -82,21 +48,37 @@ class Retrieval(App):
     name, description = "retrieval", __doc__.splitlines()[0]
     source = load_captioned_images
     config_class, task_class = RetrievalConfig, ContrastiveRetriever
-    cannot_honour = {"data.augment.mixup": "not wired into the contrastive loss yet (it needs soft image–text targets)",
-                     "data.augment.cutmix": "not wired into the contrastive loss yet (it needs soft image–text targets)"}
 
     def build_preprocessor(self, config, train_examples):
+        if config.model.preset:
+            return load_preprocessor(config.model.preset)
         texts = lambda: _captions(train_examples) + TextAugmenter.vocabulary_words()  # noqa: E731
         tokenizer = build_tokenizer(config.model, texts, config.data.source)
         return ContrastiveRetrieverPreprocessor(tokenizer, image_converter(config), config.model.sequence_length)
 
     def build_task(self, config, preprocessor):
         m = config.model
-        backbone = CLIPBackbone(build_image_encoder(m.image_encoder, config.data.image_size),
-                                build_text_encoder(m.text_encoder, preprocessor.vocabulary_size, m.sequence_length),
-                                m.embedding_dim, m.projection_hidden_dim)
-        return ContrastiveRetriever(backbone, preprocessor, m.loss.name, m.logit_scale_init, m.logit_scale_max,
-                                    getattr(m.loss, "margin", 0.2), config.zero_shot.templates)
+        scale, bias = m.logit_scale_init, None
+        if m.preset:  # a keras-hub CLIP/SigLIP: its towers, text length and learnt scale (and SigLIP's bias)
+            preset = load_dual_encoder_preset(m.preset)
+            backbone, scale, bias = preset.backbone, min(preset.logit_scale, m.logit_scale_max), preset.logit_bias
+            for tower in ("image", "text"):
+                trainable = getattr(m, f"{tower}_encoder").trainable
+                set_tower_trainable(backbone, tower, parse_trainable(trainable, f"model.{tower}_encoder.trainable"))
+        else:
+            backbone = CLIPBackbone(build_image_encoder(m.image_encoder, config.data.image_size),
+                                    build_text_encoder(m.text_encoder, preprocessor.vocabulary_size, m.sequence_length),
+                                    m.embedding_dim, m.projection_hidden_dim)
+        task_class = KerasHubContrastiveRetriever if m.preset else ContrastiveRetriever
+        return task_class(backbone, preprocessor, m.loss.name, scale, m.logit_scale_max,
+                                    getattr(m.loss, "margin", 0.2), config.zero_shot.templates,
+                                    logit_bias_init=bias if m.loss.name == "sigmoid" else None)
+
+    def ready_made_task(self, config):
+        """A usable model without training: a keras-hub preset as it is (zero-shot, index, search, export)."""
+        if config.model.preset:
+            return self.build_task(config, self.build_preprocessor(config, None)), config.model.preset
+        return None
 
     def pipeline(self, config, examples, training, shard=None, repeat=False):
         """Batches of raw `{"images", "text"}`: one caption per image (drawn at random when training)."""
@@ -109,11 +91,18 @@ class Retrieval(App):
             index = tf.random.stateless_uniform((), seed, 0, count, dtype=tf.int32) if training else 0
             return {"images": example["image"], "text": example["captions"][index]}
 
+        mixing = training and (data.augment.mixup or data.augment.cutmix)
+
         def augment(batch, seed):
             if not training:
                 return batch
-            return {"images": images(batch["images"], seed),
-                    "text": texts(batch["text"], tf.random.experimental.stateless_fold_in(seed, 1))}
+            x = {"images": images(batch["images"], seed),
+                 "text": texts(batch["text"], tf.random.experimental.stateless_fold_in(seed, 1))}
+            if not mixing:
+                return x
+            x["images"], partner, weight = mix_images(x["images"], tf.random.experimental.stateless_fold_in(seed, 2),
+                                                      data.augment.mixup, data.augment.cutmix)
+            return x, {MIX_PARTNER: partner, MIX_WEIGHT: weight}  # soft targets for the loss
 
         return build_pipeline(examples, per_worker_batch(data.batch_size, shard), training=training,
                               example_fn=pick_caption, batch_fn=augment, cache=data.cache,

@@ -52,6 +52,11 @@ class App:
     def build_task(self, config, preprocessor):
         raise NotImplementedError
 
+    def ready_made_task(self, config):
+        """(task, where it came from) when the config names a model usable untrained (retrieval's
+        `model.preset`), for eval/predict/export without --model; else None."""
+        return None
+
     def pipeline(self, config, examples, training, shard=None, repeat=False):
         """Batches of raw `(x, y, sample_weight)` for `task.fit`, whose preprocessor maps them."""
         raise NotImplementedError
@@ -149,7 +154,13 @@ class Runner:
 
     def load(self, args):
         """(task, config, path) of the trained model `--model` names, with the config it was trained with
-        (a run directory's `config.toml`; for a bare preset, the app's defaults) and the user's --set."""
+        (a run directory's `config.toml`; for a bare preset, the app's defaults) and the user's --set.
+        Without --model, a config naming a ready-made model (retrieval's `model.preset`) gives that model."""
+        if not getattr(args, "model", None):
+            config = self.resolve_config(args)
+            ready = self.app.ready_made_task(config)
+            if ready is not None:
+                return ready[0], config, ready[1]
         preset = preset_path(self._model_path(args))
         fixed = [o for o in self.overrides(args) if o.split("=", 1)[0].split(".")[0] in self.app.model_sections]
         if fixed:

@@ -27,7 +27,13 @@ from tfmm.encoders import (
 from tfmm.encoders.bert_text_encoder import BertTextEncoder
 from tfmm.encoders.cnn_image_encoder import CNNImageEncoder
 from tfmm.encoders.gru_text_encoder import GRUTextEncoder
-from tfmm.encoders.pretrained import load_pretrained_encoder, parse_trainable, preset_vocabulary, set_trainable
+from tfmm.encoders.pretrained import (
+    load_pretrained_encoder,
+    parse_trainable,
+    preset_image_converter,
+    preset_vocabulary,
+    set_trainable,
+)
 from tfmm.encoders.resnet_image_encoder import ResNetImageEncoder
 from tfmm.encoders.transformer_text_encoder import TransformerTextEncoder
 from tfmm.encoders.vit_image_encoder import ViTImageEncoder
@@ -43,7 +49,7 @@ def _trainable_rule(value):
     try:
         parse_trainable(value, "trainable")
     except TfmmError:
-        return "must be full, frozen or top-N"
+        return "must be full, frozen, top-N, freeze-K or lora-R"
     return None
 
 
@@ -54,7 +60,7 @@ class EncoderOptions:
     name: str = ""
     size: str = one_of(SIZE_NAMES, "small")
     weights: str = ""  # a keras-hub preset directory or a .weights.h5 (local files only)
-    trainable: str = dataclasses.field(default="full", metadata={"check": _trainable_rule})  # full, frozen, top-N
+    trainable: str = dataclasses.field(default="full", metadata={"check": _trainable_rule})  # see parse_trainable
 
 
 @dataclasses.dataclass
@@ -176,5 +182,5 @@ def build_text_encoder(options, vocabulary_size, sequence_length, dtype=None):
 __all__ = [
     "IMAGE_ENCODERS", "TEXT_ENCODERS", "BertTextEncoder", "CNNImageEncoder", "EncoderOptions", "GRUTextEncoder",
     "ResNetImageEncoder", "TransformerTextEncoder", "ViTImageEncoder", "build_image_encoder", "build_text_encoder",
-    "image_encoder_options", "parse_trainable", "preset_vocabulary", "text_encoder_options",
+    "image_encoder_options", "parse_trainable", "preset_image_converter", "preset_vocabulary", "text_encoder_options",
 ]

@@ -74,12 +74,24 @@ def preset_vocabulary(path):
     return list(tokenizer.get_vocabulary())
 
 
-def set_trainable(encoder, mode):
-    """`True`/"full": train everything; `False`/"frozen": nothing; an int n: only the last n layers.
+def preset_image_converter(path):
+    """The keras-hub image converter saved in a preset directory (its size and normalisation), or None."""
+    path = Path(path).expanduser()
+    if not path.is_dir() or not (path / "image_converter.json").is_file():
+        return None
+    return keras_hub.layers.ImageConverter.from_preset(str(path))
 
-    The last layers are the last n layers holding weights, looking inside nested
-    keras-hub backbones (for a CNN: convolutions and norms; for keras-hub's ViT the
-    encoder stack counts as one layer).
+
+def set_trainable(encoder, mode):
+    """How much of `encoder` trains (a mode from `parse_trainable`):
+
+    - `"full"` / `"frozen"`: everything / nothing;
+    - an int n (`top-n`): for a transformer, its last n blocks and what follows them (final norm, pooling);
+      otherwise the last n layers holding weights, looking inside nested keras-hub backbones (for a CNN:
+      convolutions and norms);
+    - `("freeze", k)`: the embeddings and the first k transformer blocks are frozen, the rest trains;
+    - `("lora", r)`: everything frozen, rank-r LoRA adapters on the attention queries and values train
+      (keras-hub's `enable_lora`; saving merges them into the kernels).
     """
     if mode is True or mode == "full":
         encoder.trainable = True
@@ -87,27 +99,78 @@ def set_trainable(encoder, mode):
     if mode is False or mode == "frozen":
         encoder.trainable = False
         return
-    if isinstance(mode, int) and mode >= 0:
-        layers = [layer for layer in _leaf_blocks(encoder) if layer.weights]
+    if isinstance(mode, tuple) and mode[0] == "lora":
+        encoder.enable_lora(mode[1])
+        if not getattr(encoder, "_lora_enabled_layers", None):
+            raise TfmmError(f"lora-{mode[1]}: {encoder.name} has no attention query/value layers to adapt")
+        return
+    if isinstance(mode, tuple) and mode[0] == "freeze":
+        blocks = transformer_blocks(encoder)
+        if mode[1] > len(blocks):
+            raise TfmmError(f"freeze-{mode[1]}: {encoder.name} has {len(blocks)} transformer blocks")
         encoder.trainable = True
-        for layer in layers[: max(len(layers) - mode, 0)]:
+        for layer in _stem_layers(encoder, blocks[0]) + blocks[:mode[1]]:
             layer.trainable = False
         return
-    raise TfmmError(f"encoder trainable mode must be full, frozen or a block count, got {mode!r}")
+    if isinstance(mode, int) and mode >= 0:
+        blocks = transformer_blocks(encoder)
+        order = list(_leaf_blocks(encoder, set(map(id, blocks))))
+        if blocks:  # the last n blocks and what follows them train
+            cut = order.index(blocks[-mode]) if 0 < mode <= len(blocks) else (0 if mode else order.index(blocks[-1]) + 1)
+        else:  # the last n layers holding weights train
+            weighted = [i for i, layer in enumerate(order) if layer.weights]
+            cut = weighted[-mode] if 0 < mode <= len(weighted) else (0 if mode else len(order))
+        encoder.trainable = True
+        for layer in order[:cut]:
+            layer.trainable = False
+        return
+    raise TfmmError(f"encoder trainable mode must be full, frozen, top-N, freeze-K or lora-R, got {mode!r}")
 
 
-def _leaf_blocks(model):
-    for layer in model.layers:
-        if isinstance(layer, keras_hub.models.Backbone):
-            yield from _leaf_blocks(layer)
+def transformer_blocks(encoder):
+    """The transformer blocks of an encoder, in order (keras-hub's `encoder_layers` / `transformer_layers`
+    lists, however deep they sit, or its `TransformerEncoder` layers), or [] for one without."""
+    for layer in encoder._flatten_layers(include_self=True):
+        for attribute in ("encoder_layers", "transformer_layers"):
+            blocks = getattr(layer, attribute, None)
+            if blocks:
+                return list(blocks)
+    return [layer for layer in _leaf_blocks(encoder) if isinstance(layer, keras_hub.layers.TransformerEncoder)]
+
+
+def _stem_layers(encoder, first_block):
+    """The layers holding weights that come before `first_block` (patch/token embeddings, pre-norms)."""
+    stem = []
+    for layer in _leaf_blocks(encoder, {id(first_block)}):
+        if layer is first_block:
+            return stem
+        if layer.weights:
+            stem.append(layer)
+    return stem
+
+
+def _leaf_blocks(model, atomic=frozenset()):
+    """The layers of `model` in order, looking inside nested keras-hub backbones and inside any layer that
+    holds a transformer block; a layer whose id is in `atomic` (a transformer block) counts as one."""
+    children = model.layers if isinstance(model, keras.Model) else model._flatten_layers(include_self=False,
+                                                                                          recursive=False)
+    for layer in children:
+        opens = id(layer) not in atomic and (isinstance(layer, keras_hub.models.Backbone) or any(
+            id(sub) in atomic for sub in layer._flatten_layers(include_self=False)))
+        if opens:
+            yield from _leaf_blocks(layer, atomic)
         else:
             yield layer
 
 
 def parse_trainable(value, field):
-    """A config's `*_trainable` value: "full", "frozen" or "top-N" (fine-tune the last N blocks)."""
+    """A config's `trainable` value: "full", "frozen", "top-N" (the last N blocks train), "freeze-K" (the
+    embeddings and first K transformer blocks are frozen) or "lora-R" (rank-R LoRA adapters only)."""
     if value in ("full", "frozen"):
         return value
-    if value.startswith("top-") and value[4:].isdigit():
-        return int(value[4:])
-    raise TfmmError(f"{field} must be full, frozen or top-N, got {value!r}")
+    kind, _, count = value.partition("-")
+    if kind == "top" and count.isdigit():
+        return int(count)
+    if kind in ("freeze", "lora") and count.isdigit() and (kind == "freeze" or int(count) > 0):
+        return kind, int(count)
+    raise TfmmError(f"{field} must be full, frozen, top-N, freeze-K or lora-R, got {value!r}")

@@ -12,20 +12,28 @@ class ImageConverter(keras_hub.layers.ImageConverter):
     """Raw images → model input, the same in `tf.data`, in `predict` and in every export.
 
     Takes encoded image bytes (PNG/JPEG/GIF/BMP, a string tensor of any shape) or uint8 pixels
-    (..., H, W, 3) of any size, and returns float32 (..., S, S, 3) in 0..1. Bytes are decoded and
+    (..., H, W, 3) of any size, and returns float32 (..., S, S, 3): pixels 0..255 times `scale` plus
+    `offset` (each a number or one per channel; by default 1/255 and none, so 0..1 — a pretrained
+    preset brings its own mean/std normalisation through them). Bytes are decoded and
     resized to S×S with antialiasing and rounded to uint8 (`tfmm.data.images.decode_and_resize`,
     which the data sources also use), pixels of another size are resized the same way, so an image
     gives the same model input whichever way it arrives. Anything else (float pixels, the wrong
     channel count) is an error naming what it got.
     """
 
-    def __init__(self, image_size=None, **kwargs):
+    def __init__(self, image_size=None, scale=1.0 / 255.0, offset=None, **kwargs):
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
-        for key in ("scale", "offset", "antialias", "interpolation", "crop_to_aspect_ratio"):
+        for key in ("antialias", "interpolation", "crop_to_aspect_ratio"):
             kwargs.pop(key, None)  # fixed below; present in configs this layer wrote
-        super().__init__(image_size=image_size, scale=1.0 / 255.0, offset=None, antialias=True,
+        super().__init__(image_size=image_size, scale=scale, offset=offset, antialias=True,
                          interpolation="bilinear", crop_to_aspect_ratio=False, **kwargs)
+
+    @classmethod
+    def like(cls, converter):
+        """This suite's converter with another (keras-hub) converter's size and normalisation; decoding and
+        resizing stay this layer's own, so every path (pipeline, predict, export) converts alike."""
+        return cls(tuple(converter.image_size), scale=converter.scale, offset=converter.offset)
 
     @property
     def side(self):
@@ -51,7 +59,8 @@ class ImageConverter(keras_hub.layers.ImageConverter):
         return tf.reshape(resize_pixels(flat, size), tf.concat([lead, [size, size, 3]], 0))
 
     def call(self, inputs):
-        return tf.cast(self.pixels(inputs), tf.float32) * self.scale
+        pixels = tf.cast(self.pixels(inputs), tf.float32) * tf.constant(self.scale, tf.float32)
+        return pixels if self.offset is None else pixels + tf.constant(self.offset, tf.float32)
 
     def compute_output_spec(self, inputs):
         shape = tuple(inputs.shape[:-3] if inputs.dtype == "uint8" else inputs.shape) + (self.side, self.side, 3)

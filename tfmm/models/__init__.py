@@ -13,6 +13,11 @@ from tfmm.models.image_captioner import ImageCaptioner
 from tfmm.models.image_captioner_backbone import ImageCaptionerBackbone
 from tfmm.models.image_captioner_preprocessor import ImageCaptionerPreprocessor
 from tfmm.models.image_preprocessor import ImagePreprocessor
+from tfmm.models.keras_hub_dual_encoder import (
+    KerasHubContrastiveRetriever,
+    KerasHubDualEncoder,
+    KerasHubDualEncoderPreprocessor,
+)
 from tfmm.models.multimodal_classifier import MultimodalClassifier
 from tfmm.models.multimodal_classifier_preprocessor import MultimodalClassifierPreprocessor
 from tfmm.models.preprocessor import Preprocessor
@@ -29,7 +34,8 @@ from tfmm.models.vqvae_backbone import VQVAEBackbone
 
 __all__ = [
     "CLIPBackbone", "ContrastiveRetriever", "ContrastiveRetrieverPreprocessor", "FusionBackbone", "ImageCaptioner",
-    "ImageCaptionerBackbone", "ImageCaptionerPreprocessor", "ImagePreprocessor", "MultimodalClassifier",
+    "ImageCaptionerBackbone", "ImageCaptionerPreprocessor", "ImagePreprocessor", "KerasHubContrastiveRetriever",
+    "KerasHubDualEncoder",     "KerasHubDualEncoderPreprocessor", "MultimodalClassifier",
     "MultimodalClassifierPreprocessor", "Preprocessor", "SceneAttributeClassifier", "Task", "TextToImageBackbone",
     "TextToImageGenerator", "TextToImagePreprocessor", "VQVAE", "VQVAEBackbone", "VisualQuestionAnswerer",
     "VisualQuestionAnswererPreprocessor", "from_preset", "preset_path", "save_preset",

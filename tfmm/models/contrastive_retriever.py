@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmm.data.mixing import MIX_PARTNER, MIX_WEIGHT
 from tfmm.errors import TfmmError
 from tfmm.layers import ContrastiveHead
 from tfmm.losses import CONTRASTIVE_LOSSES
@@ -26,7 +27,8 @@ class ContrastiveRetriever(Task):
     """The retrieval task: a `CLIPBackbone` plus its learnable temperature and contrastive loss.
 
     Trained with `fit` on `{"images", "text"}` batches with no targets: row i of images and texts is
-    a positive pair, every other row a negative. Under a multi-replica strategy the loss sees the
+    a positive pair, every other row a negative (with MixUp/CutMix, the targets `mix_partner` and
+    `mix_weight` make image i part text i, part text `mix_partner[i]`). Under a multi-replica strategy the loss sees the
     global batch (see `tfmm.losses`). With raw inputs: `embed_images`, `embed_texts` (unit vectors)
     and `zero_shot` (one classifier per class from its names in every prompt template, averaged).
     """
@@ -35,18 +37,27 @@ class ContrastiveRetriever(Task):
     preprocessor_cls = ContrastiveRetrieverPreprocessor
 
     def __init__(self, backbone, preprocessor=None, loss="infonce", logit_scale_init=1 / 0.07, logit_scale_max=100.0,
-                 triplet_margin=0.2, templates=DEFAULT_TEMPLATES, **kwargs):
+                 triplet_margin=0.2, templates=DEFAULT_TEMPLATES, logit_bias_init=None, **kwargs):
         self.backbone, self.preprocessor = backbone, preprocessor
-        self.head = ContrastiveHead(logit_scale_init, logit_scale_max, name="contrastive_head")
+        if loss == "sigmoid" and logit_bias_init is None:
+            logit_bias_init = -10.0  # SigLIP's start: most in-batch pairs are negatives
+        self.head = ContrastiveHead(logit_scale_init, logit_scale_max, logit_bias_init, name="contrastive_head")
         self.loss_fn = CONTRASTIVE_LOSSES.get(loss, "model.loss")
         inputs = backbone.input
         super().__init__(inputs=inputs, outputs=backbone(inputs), **kwargs)
         self.head.build()
         self.loss_name, self.logit_scale_init, self.logit_scale_max = loss, logit_scale_init, logit_scale_max
         self.triplet_margin, self.templates = triplet_margin, check_templates(templates)
+        self.logit_bias_init = logit_bias_init
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = self.loss_fn(y_pred["image_embedding"], y_pred["text_embedding"], self.head.scale(), margin=self.triplet_margin)
+        mixing = None
+        if isinstance(y, dict) and MIX_WEIGHT in y:  # MixUp/CutMix (tfmm.data.mixing): image i holds λᵢ of text i
+            weight = tf.cast(y[MIX_WEIGHT], tf.float32)[:, None]
+            own = tf.eye(tf.shape(weight)[0])
+            mixing = weight * own + (1.0 - weight) * tf.one_hot(y[MIX_PARTNER], tf.shape(weight)[0])
+        loss = self.loss_fn(y_pred["image_embedding"], y_pred["text_embedding"], self.head.scale(), margin=self.triplet_margin,
+                            bias=self.head.bias(), mixing=mixing)
         return loss + sum(self.losses) if self.losses else loss
 
     def similarity(self, image_embedding, text_embedding):
@@ -92,4 +103,4 @@ class ContrastiveRetriever(Task):
     def get_config(self):
         return {**super().get_config(), "loss": self.loss_name, "logit_scale_init": self.logit_scale_init,
                 "logit_scale_max": self.logit_scale_max, "triplet_margin": self.triplet_margin,
-                "templates": list(self.templates)}
+                "templates": list(self.templates), "logit_bias_init": self.logit_bias_init}

@@ -35,11 +35,18 @@ class Preprocessor(keras_hub.models.Preprocessor):
     def build(self, input_shape=None):
         # The packer needs the vocabulary's special ids, which a preset loads after construction.
         if self.tokenizer is not None and self.packer is None:
-            self.packer = keras_hub.layers.StartEndPacker(
-                sequence_length=self.sequence_length, start_value=self.tokenizer.start_id,
-                end_value=self.tokenizer.end_id, pad_value=self.tokenizer.pad_id, return_padding_mask=True,
-            )
+            self.packer = keras_hub.layers.StartEndPacker(sequence_length=self.sequence_length, return_padding_mask=True,
+                                                          **self.packing_ids())
         self.built = True
+
+    def packing_ids(self):
+        """The packer's `start_value`, `end_value` and `pad_value` (keras-hub model families differ)."""
+        return {"start_value": self.tokenizer.start_id, "end_value": self.tokenizer.end_id,
+                "pad_value": self.tokenizer.pad_id}
+
+    def standardize(self, texts):
+        """Text clean-up before tokenizing (a flat string tensor); the WordPiece tokenizer does its own."""
+        return texts
 
     # ------------------------------------------------------------------------------------------ text
 
@@ -56,7 +63,7 @@ class Preprocessor(keras_hub.models.Preprocessor):
         if not self.built:
             self.build()
         texts = tf.convert_to_tensor(texts, tf.string)
-        flat = tf.reshape(texts, [-1])
+        flat = self.standardize(tf.reshape(texts, [-1]))
         token_ids, padding_mask = self.packer(self.tokenizer(flat))
         shape = tf.concat([tf.shape(texts), [self.sequence_length]], 0)
         return {"token_ids": tf.reshape(tf.cast(token_ids, tf.int32), shape),

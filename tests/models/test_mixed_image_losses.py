@@ -1,7 +1,8 @@
 """The classifier's MixUp/CutMix loss against NumPy: λ·CE(own label) + (1−λ)·CE(partner's label), unknown
-labels left out of both terms; a mixed batch trains under `fit`."""
+labels left out of both terms; a mixed batch trains under `fit`. Retrieval's soft image–text targets too."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfmm.data.mixing import MIX_PARTNER, MIX_WEIGHT
@@ -60,3 +61,44 @@ def test_classify_pipeline_mixes_training_batches_and_fit_trains_on_them():
     stream = Classify().pipeline(config, examples, training=True, repeat=True)
     history = task.fit(stream, steps_per_epoch=2, epochs=2, verbose=0, shuffle=False).history
     assert np.isfinite(history["loss"]).all()
+
+
+def test_retrieval_pipeline_mixes_images_and_the_loss_scores_the_soft_pairs():
+    import argparse
+
+    from tfmm.apps.retrieval import Retrieval
+    from tfmm.apps.runner import Runner
+    from tfmm.losses import infonce_loss
+
+    config = Runner(Retrieval()).resolve_config(argparse.Namespace(
+        set=["data.augment.cutmix=1.0", "data.batch_size=4"], config=None))
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (8, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    examples = tf.data.Dataset.from_tensor_slices({"image": images, "captions": [["a red circle"]] * 8})
+    x, y = next(iter(Retrieval().pipeline(config, examples, training=True)))
+    assert set(y) == {MIX_PARTNER, MIX_WEIGHT}
+    partner, weight = y[MIX_PARTNER].numpy(), y[MIX_WEIGHT].numpy()
+    assert sorted(partner) == [0, 1, 2, 3] and all(partner != np.arange(4))
+    assert not isinstance(next(iter(Retrieval().pipeline(config, examples, training=False))), tuple)  # never mixed
+    task = tiny_tasks.retriever()
+    px, py = task.preprocessor(x, y)
+    out = task(px)
+    mixing = weight[:, None] * np.eye(4) + (1 - weight[:, None]) * np.eye(4)[partner]
+    expected = infonce_loss(out["image_embedding"], out["text_embedding"], task.head.scale(), mixing=mixing)
+    assert float(task.compute_loss(px, py, out)) == pytest.approx(float(expected), rel=1e-6)
+    task.compile(optimizer="adam")
+    history = task.fit(Retrieval().pipeline(config, examples, training=True, repeat=True), steps_per_epoch=2, epochs=1,
+                       verbose=0, shuffle=False).history
+    assert np.isfinite(history["loss"]).all()
+
+
+def test_retrieval_refuses_mixing_with_the_triplet_loss():
+    import argparse
+
+    from tfmm.apps.retrieval import Retrieval
+    from tfmm.apps.runner import Runner
+    from tfmm.errors import TfmmError
+
+    with pytest.raises(TfmmError, match="the triplet loss has no soft targets"):
+        Runner(Retrieval()).resolve_config(argparse.Namespace(
+            set=["data.augment.mixup=0.4", "model.loss.name=triplet"], config=None))
