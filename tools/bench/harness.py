@@ -66,6 +66,7 @@ class Report:
                 "minutes": round((time.time() - self.started) / 60, 1),
                 "config_hash": hashlib.sha256(json.dumps(self.settings, sort_keys=True, default=str).encode()).hexdigest()[:16],
                 "settings": self.settings, "machine": machine(), "summary": self.summary, "tables": self.tables}
+        check_record(data)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.suite}.json"
@@ -74,6 +75,28 @@ class Report:
         os.replace(tmp, path)
         print(f"\nwrote {path}")
         return path
+
+
+def check_record(data):
+    """A record BENCHMARKS.md can be rendered from: its provenance (command, commit, machine, settings hash) and
+    non-empty tables whose rows fit their columns; anything else is an error naming what is wrong."""
+    suite = data.get("suite", "?")
+    problems = [key for key in ("suite", "command", "commit", "date", "config_hash") if not data.get(key)]
+    if not data.get("command", "").startswith(f"python -m tools.bench {suite}"):
+        problems.append("command")
+    if not isinstance(data.get("dirty"), bool) or not isinstance(data.get("smoke"), bool):
+        problems.append("dirty/smoke")
+    machine_ = data.get("machine") or {}
+    if not machine_.get("cpu") or not machine_.get("cores", 0) >= 1:
+        problems.append("machine")
+    if not data.get("tables"):
+        problems.append("tables")
+    for table in data.get("tables") or []:
+        if not table.get("rows") or any(len(row) != len(table["columns"]) for row in table["rows"]):
+            problems.append(f"table {table.get('title')!r}")
+    if problems:
+        raise ValueError(f"bench record {suite}: bad or missing {', '.join(problems)}")
+    return data
 
 
 def _cell(value):
