@@ -103,16 +103,32 @@ def render(scene, image_size, rng):
     image = Image.new("RGB", (big, big), background)
     draw = ImageDraw.Draw(image)
     for obj, radius in scene.objects_with_radius:
-        cx, cy, r = obj.x * big, obj.y * big, radius * scale
         colour = tuple(int(np.clip(v + rng.integers(-20, 21), 0, 255)) for v in RGB[obj.colour])
-        if obj.shape == "circle":
-            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
-        else:
-            draw.polygon(_polygon(obj.shape, cx, cy, r, 0.0), fill=colour)
+        _draw(draw, obj, radius, scale, colour)
     image = image.resize((image_size, image_size), Image.Resampling.BOX)
     pixels = np.asarray(image, dtype=np.int16)
     pixels = pixels + rng.integers(-6, 7, size=pixels.shape)
     return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def _draw(draw, obj, radius, scale, fill):
+    cx, cy, r = obj.x * draw.im.size[0], obj.y * draw.im.size[1], radius * scale
+    if obj.shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    else:
+        draw.polygon(_polygon(obj.shape, cx, cy, r, 0.0), fill=fill)
+
+
+def object_masks(scene, image_size):
+    """One bool mask (H, W) per object of `scene` (as `render` drew it): the pixels more than half covered
+    by that object, later objects drawn over earlier ones, as in the image."""
+    scale = 4
+    canvas = Image.new("L", (image_size * scale, image_size * scale), 0)
+    draw = ImageDraw.Draw(canvas)
+    for index, (obj, radius) in enumerate(scene.objects_with_radius, start=1):
+        _draw(draw, obj, radius, scale, index)
+    owner = np.asarray(canvas).reshape(image_size, scale, image_size, scale)
+    return [(owner == index).mean(axis=(1, 3)) > 0.5 for index in range(1, len(scene.objects) + 1)]
 
 
 def _allowed(colour, shape, split):

@@ -1,0 +1,125 @@
+"""Referring expressions for `shapes` scenes, with the mask each one names (the segment app's built-in data).
+
+Four kinds, each drawn only where it is true of the scene:
+- `attribute`: one object, named by attributes that fit it alone ("the red circle", "the large star",
+  "the blue shape", "the triangle");
+- `relation`: one object, named by where it is from another that is named by its attributes ("the object
+  left of the blue square");
+- `multiple`: every object sharing an attribute ("all green objects", "every circle");
+- `no_target`: attributes no object in the scene has ("the purple star" where there is none): an empty mask.
+
+Each kind has training phrasings and held-out ones (`phrasing="heldout"`), so a test can ask in words the model
+never read. Everything derives from the caller's generator, as the rest of `shapes` does.
+"""
+
+import numpy as np
+
+from tfmm.data.shapes import COLOURS, SHAPES, SIZES, object_masks
+
+KINDS = ("attribute", "relation", "multiple", "no_target")
+
+# {kind: {"train" | "heldout": templates}}; "{}" is the noun phrase ("red circle", "object left of the red circle").
+PHRASINGS = {
+    "single": {"train": ("the {}", "{}", "the {} in the picture", "find the {}"),
+               "heldout": ("where is the {}", "segment the {}")},
+    "multiple": {"train": ("all {}", "every {}", "all the {}"),
+                 "heldout": ("each of the {}", "mark all {}")},
+}
+_PLURAL = {"cross": "crosses"}
+
+
+def _plural(shape):
+    return _PLURAL.get(shape, shape + "s")
+
+
+def _descriptors(obj):
+    """The attribute phrases that fit `obj`, most specific first, as (phrase, predicate)."""
+    return [
+        (f"{obj.size} {obj.colour} {obj.shape}", lambda o: (o.size, o.colour, o.shape) == (obj.size, obj.colour, obj.shape)),
+        (f"{obj.colour} {obj.shape}", lambda o: (o.colour, o.shape) == (obj.colour, obj.shape)),
+        (f"{obj.size} {obj.shape}", lambda o: (o.size, o.shape) == (obj.size, obj.shape)),
+        (f"{obj.colour} shape", lambda o: o.colour == obj.colour),
+        (f"{obj.colour} object", lambda o: o.colour == obj.colour),
+        (obj.shape, lambda o: o.shape == obj.shape),
+    ]
+
+
+def _unique_phrases(scene, obj):
+    return [phrase for phrase, fits in _descriptors(obj) if sum(fits(o) for o in scene.objects) == 1]
+
+
+def _attribute(scene, rng):
+    for target in rng.permutation(len(scene.objects)):  # an object no attribute singles out is skipped
+        phrases = _unique_phrases(scene, scene.objects[target])
+        if phrases:
+            return str(rng.choice(phrases)), [int(target)]
+    return None
+
+
+def _relation(scene, rng):
+    if len(scene.objects) < 2:
+        return None
+    anchor = int(rng.integers(len(scene.objects)))
+    phrases = _unique_phrases(scene, scene.objects[anchor])
+    # Objects are sorted left to right: an end object has one side with a single neighbour-side object.
+    sides = [(word, side) for word, side in (("left of", range(anchor)), ("right of", range(anchor + 1, len(scene.objects))))
+             if len(side) == 1]
+    if not phrases or not sides:
+        return None
+    word, side = sides[int(rng.integers(len(sides)))]
+    noun = "object" if rng.random() < 0.5 else "shape"
+    return f"{noun} {word} the {rng.choice(phrases)}", list(side)
+
+
+def _multiple(scene, rng):
+    groups = []
+    for colour in COLOURS:
+        groups.append((f"{colour} objects", [i for i, o in enumerate(scene.objects) if o.colour == colour]))
+        groups.append((f"{colour} shapes", groups[-1][1]))
+    for shape in SHAPES:
+        groups.append((_plural(shape), [i for i, o in enumerate(scene.objects) if o.shape == shape]))
+    for size in SIZES:
+        groups.append((f"{size} shapes", [i for i, o in enumerate(scene.objects) if o.size == size]))
+    present = [g for g in groups if g[1]]
+    several = [g for g in present if len(g[1]) > 1]
+    phrase, targets = (several or present)[int(rng.integers(len(several or present)))]
+    return phrase, targets
+
+
+def _no_target(scene, rng):
+    present = {(o.colour, o.shape) for o in scene.objects}
+    absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in present]
+    colour, shape = absent[int(rng.integers(len(absent)))]
+    if rng.random() < 0.5 and colour not in {o.colour for o in scene.objects}:
+        return f"{colour} shape", []
+    return f"{colour} {shape}", []
+
+
+_MAKERS = {"attribute": _attribute, "relation": _relation, "multiple": _multiple, "no_target": _no_target}
+
+
+def expression(scene, rng, kind, phrasing="train"):
+    """(text, indices of the objects it names) for `kind`, or None where the scene has no such expression
+    (a relation needs two objects and a uniquely named anchor; identical twins have no attribute of their own)."""
+    made = _MAKERS[kind](scene, rng)
+    if made is None:
+        return None
+    phrase, targets = made
+    templates = PHRASINGS["multiple" if kind == "multiple" else "single"][phrasing]
+    return templates[int(rng.integers(len(templates)))].format(phrase), targets
+
+
+def referring_examples(scene, image_size, rng, kinds=KINDS, phrasing="train"):
+    """Every kind of expression the scene allows, one each: a list of {"text", "kind", "mask" (H, W) uint8 0/1}."""
+    masks = object_masks(scene, image_size)
+    examples = []
+    for kind in kinds:
+        made = expression(scene, rng, kind, phrasing)
+        if made is None:
+            continue
+        text, targets = made
+        mask = np.zeros((image_size, image_size), np.uint8)
+        for index in targets:
+            mask |= masks[index].astype(np.uint8)
+        examples.append({"text": text, "kind": kind, "mask": mask})
+    return examples
