@@ -35,6 +35,9 @@ def _cases():
         "vqvae": (tiny_tasks.vqvae, ({"images": images},), "task.encode(inputs['images'])", {"images": more}),
         "generator": (tiny_tasks.generator, ({"prompts": TEXTS, "image_ids": rng.integers(0, 8, (4, 16)).astype("int32")},),
                       "task.generate(['a red circle', 'a green square'], seed=3)", {}),
+        "segmenter": (lambda: tiny_tasks.segmenter("cross_attention"),
+                      ({"images": images, "text": TEXTS}, (rng.random((4, 20, 20)) > 0.6).astype(np.uint8)),
+                      "task.segment_details(inputs['images'], ['a red circle', 'no green square'])", {"images": more}),
         "judge": (tiny_tasks.judge, ({"images": images}, {head: np.zeros(4, np.int32) for head in HEADS}),
                   "task.read(inputs['images'])", {"images": more}),
     }

@@ -22,6 +22,9 @@ from tfmm.models.multimodal_classifier import MultimodalClassifier
 from tfmm.models.multimodal_classifier_preprocessor import MultimodalClassifierPreprocessor
 from tfmm.models.preprocessor import Preprocessor
 from tfmm.models.presets import from_preset, preset_path, save_preset
+from tfmm.models.referring_segmenter import ReferringSegmenter
+from tfmm.models.referring_segmenter_backbone import ReferringSegmenterBackbone
+from tfmm.models.referring_segmenter_preprocessor import ReferringSegmenterPreprocessor
 from tfmm.models.scene_attribute_classifier import SceneAttributeClassifier
 from tfmm.models.task import Task
 from tfmm.models.text_to_image_backbone import TextToImageBackbone
@@ -36,7 +39,8 @@ __all__ = [
     "CLIPBackbone", "ContrastiveRetriever", "ContrastiveRetrieverPreprocessor", "FusionBackbone", "ImageCaptioner",
     "ImageCaptionerBackbone", "ImageCaptionerPreprocessor", "ImagePreprocessor", "KerasHubContrastiveRetriever",
     "KerasHubDualEncoder",     "KerasHubDualEncoderPreprocessor", "MultimodalClassifier",
-    "MultimodalClassifierPreprocessor", "Preprocessor", "SceneAttributeClassifier", "Task", "TextToImageBackbone",
+    "MultimodalClassifierPreprocessor", "Preprocessor", "ReferringSegmenter", "ReferringSegmenterBackbone",
+    "ReferringSegmenterPreprocessor", "SceneAttributeClassifier", "Task", "TextToImageBackbone",
     "TextToImageGenerator", "TextToImagePreprocessor", "VQVAE", "VQVAEBackbone", "VisualQuestionAnswerer",
     "VisualQuestionAnswererPreprocessor", "from_preset", "preset_path", "save_preset",
 ]

@@ -17,6 +17,9 @@ from tfmm.models import (
     ImagePreprocessor,
     MultimodalClassifier,
     MultimodalClassifierPreprocessor,
+    ReferringSegmenter,
+    ReferringSegmenterBackbone,
+    ReferringSegmenterPreprocessor,
     SceneAttributeClassifier,
     TextToImageBackbone,
     TextToImageGenerator,
@@ -80,6 +83,13 @@ def captioner(decoder="transformer", length=9, **options):
     layer = build_decoder(decoder_options(decoder, **settings), preprocessor.vocabulary_size, length,
                           encoder.output["sequence_output"].shape[1])
     return ImageCaptioner(ImageCaptionerBackbone(encoder, layer, length), preprocessor, **options)
+
+
+def segmenter(conditioning="film", tokenizer_=None):
+    preprocessor = ReferringSegmenterPreprocessor(tokenizer_ or tokenizer(), ImageConverter(IMAGE_SIZE), 8)
+    backbone = ReferringSegmenterBackbone(_text_encoder(preprocessor.vocabulary_size, 8), IMAGE_SIZE, filters=(8, 16),
+                                          conditioning=conditioning, num_heads=2)
+    return ReferringSegmenter(backbone, preprocessor)
 
 
 def vqvae_backbone():

@@ -1,0 +1,98 @@
+"""The referring segmenter: its two U-Nets listen to the text, the loss against NumPy, masks brought to the
+model's size as the images are, and a tiny model learns to pick the object its words name (the checks every task
+passes are in test_every_task.py)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmm.models.referring_segmenter import dice_loss
+from tfmm.testing import tiny_tasks
+from tfmm.testing.tiny_tasks import IMAGE_SIZE
+
+TEXTS = ["a small red circle left of a large blue star", "is there a green square"]
+
+
+def _inputs(task, count=2):
+    x = {"images": tiny_tasks.images(count), "text": tf.constant((TEXTS * count)[:count])}
+    return task.preprocessor(x)
+
+
+@pytest.mark.parametrize("conditioning", ["film", "cross_attention"])
+def test_masks_have_the_images_size_and_the_words_matter(conditioning):
+    task = tiny_tasks.segmenter(conditioning)
+    if conditioning == "film":  # FiLM starts as the identity; give it something to say
+        for layer in task.backbone.layers:
+            if layer.name.endswith("_film"):
+                for weight in layer.weights:
+                    weight.assign(np.random.default_rng(0).normal(0, 0.5, weight.shape))
+    images = np.repeat(tiny_tasks.images(1), 2, axis=0)
+    details = task.segment_details(images, TEXTS)
+    assert details["masks"].shape == (2, IMAGE_SIZE, IMAGE_SIZE) and details["masks"].dtype == np.uint8
+    assert not np.allclose(details["probabilities"][0], details["probabilities"][1])  # same image, other words
+    marked = details["masks"].astype(bool)
+    for i in range(2):
+        expected = details["probabilities"][i][marked[i]].mean() if marked[i].any() else 0.0
+        assert details["score"][i] == pytest.approx(expected, abs=1e-5)
+
+
+def test_film_starts_as_the_identity():
+    task = tiny_tasks.segmenter("film")
+    images = np.repeat(tiny_tasks.images(1), 2, axis=0)
+    probabilities = task.segment_details(images, TEXTS)["probabilities"]
+    np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-6)
+
+
+def test_loss_is_cross_entropy_plus_dice_against_numpy():
+    task = tiny_tasks.segmenter("film")
+    x = _inputs(task, 3)
+    targets = np.zeros((3, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    targets[0, 2:9, 3:7] = 1
+    targets[1, :, :5] = 1  # 2: names nothing
+    logits = np.asarray(task(x)["logits"], np.float64)
+    p = 1 / (1 + np.exp(-logits))
+    cross_entropy = -(targets * np.log(p) + (1 - targets) * np.log(1 - p)).mean(axis=(1, 2))
+    dice = 1 - (2 * (p * targets).sum((1, 2)) + 1) / (p.sum((1, 2)) + targets.sum((1, 2)) + 1)
+    got = float(task.compute_loss(x, tf.constant(targets), task(x)))
+    assert got == pytest.approx((cross_entropy + dice).mean(), rel=1e-4)
+    np.testing.assert_allclose(dice_loss(logits, targets), dice, rtol=1e-5)
+
+
+def test_masks_are_resampled_like_the_images():
+    task = tiny_tasks.segmenter()
+    mask = np.zeros((1, 2 * IMAGE_SIZE, 2 * IMAGE_SIZE), np.uint8)
+    mask[0, 3:20, 5:11] = 255
+    got = task.preprocessor.convert_masks(mask).numpy()
+    blocks = (mask[0] > 0).reshape(IMAGE_SIZE, 2, IMAGE_SIZE, 2).mean(axis=(1, 3))
+    np.testing.assert_array_equal(got[0], (blocks > 0.5).astype(np.float32))
+
+
+def _two_squares(rng, count):
+    """Images with a red and a blue square at random places; the text names one of them."""
+    images = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    masks = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    texts = []
+    for i in range(count):
+        corners = rng.permutation([(1, 1), (1, 9), (9, 1), (9, 9)])[:2]
+        for (y, x), colour in zip(corners, [(230, 30, 30), (30, 30, 230)]):
+            images[i, y:y + 6, x:x + 6] = colour
+        named = int(rng.integers(2))
+        texts.append(["the red square", "the blue square"][named])
+        y, x = corners[named]
+        masks[i, y:y + 6, x:x + 6] = 1
+    return images, masks, texts
+
+
+def test_a_tiny_segmenter_learns_to_mark_what_its_words_name():
+    tokenizer = tiny_tasks.WordPieceTokenizer(vocabulary=tiny_tasks.learn_vocabulary(["the red square", "the blue square"], 40))
+    task = tiny_tasks.segmenter("cross_attention", tokenizer)
+    images, masks, texts = _two_squares(np.random.default_rng(0), 256)
+    data = tf.data.Dataset.from_tensor_slices(({"images": images, "text": texts}, masks)).shuffle(256, seed=0)
+    data = data.batch(32).repeat()
+    task.compile(optimizer=keras.optimizers.Adam(3e-3))
+    task.fit(data, steps_per_epoch=40, epochs=3, verbose=0)
+    images, masks, texts = _two_squares(np.random.default_rng(1), 64)  # fresh scenes
+    predicted = task.segment(images, texts).astype(bool)
+    ious = (predicted & masks.astype(bool)).sum((1, 2)) / (predicted | masks.astype(bool)).sum((1, 2))
+    assert ious.mean() > 0.8, ious.mean()

@@ -1,0 +1,68 @@
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfmm.models.referring_segmenter_backbone import ReferringSegmenterBackbone
+from tfmm.models.referring_segmenter_preprocessor import ReferringSegmenterPreprocessor
+from tfmm.models.task import Task, check_images
+
+
+def dice_loss(logits, targets, smooth=1.0):
+    """1 − soft Dice per example, (B,): (2·Σ p·t + s) / (Σ p + Σ t + s) on sigmoid probabilities. For an
+    expression that names nothing (Σ t = 0) it is Σ p / (Σ p + s): every marked pixel costs."""
+    probabilities = ops.sigmoid(ops.cast(logits, "float32"))
+    targets = ops.cast(targets, "float32")
+    overlap = ops.sum(probabilities * targets, axis=(1, 2))
+    total = ops.sum(probabilities, axis=(1, 2)) + ops.sum(targets, axis=(1, 2))
+    return 1.0 - (2.0 * overlap + smooth) / (total + smooth)
+
+
+@keras.saving.register_keras_serializable(package="tfmm")
+class ReferringSegmenter(Task):
+    """Referring segmentation: the pixels a sentence names ("the red circle", "all green objects"), or none.
+
+    Trained with `fit` on `({"images", "text"}, masks)`; the loss is per-pixel binary cross-entropy plus
+    `dice_weight` × the soft Dice loss. With raw inputs: `segment(images, texts)` → uint8 masks (N, S, S)
+    at the model's resolution, and `segment_details` adds per-pixel probabilities and a score per mask.
+    """
+
+    backbone_cls = ReferringSegmenterBackbone
+    preprocessor_cls = ReferringSegmenterPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, dice_weight=1.0, threshold=0.5, **kwargs):
+        self.backbone, self.preprocessor = backbone, preprocessor
+        inputs = backbone.input
+        super().__init__(inputs=inputs, outputs=backbone(inputs), **kwargs)
+        self.dice_weight, self.threshold = dice_weight, threshold
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        logits = ops.cast(y_pred["logits"], "float32")
+        targets = ops.cast(y, "float32")
+        pixels = ops.mean(ops.binary_crossentropy(targets, logits, from_logits=True), axis=(1, 2))
+        loss = ops.mean(pixels + self.dice_weight * dice_loss(logits, targets))
+        return loss + sum(self.losses) if self.losses else loss
+
+    def segment_details(self, images, texts, batch_size=64):
+        """{"masks" uint8 (N, S, S) 0/1, "probabilities" float (N, S, S), "score" (N,): the mean probability
+        over the marked pixels, 0 for an empty mask}."""
+        texts = self.preprocessor.check_texts(texts)
+        images = check_images(images, len(texts))
+
+        def run(images, texts):
+            inputs = {"images": self.preprocessor.convert_images(images), **self.preprocessor.tokenize(texts)}
+            probabilities = tf.sigmoid(self.backbone(inputs, training=False)["logits"])
+            masks = probabilities > self.threshold
+            marked = tf.reduce_sum(tf.cast(masks, tf.float32), axis=(1, 2))
+            score = tf.math.divide_no_nan(tf.reduce_sum(probabilities * tf.cast(masks, tf.float32), axis=(1, 2)), marked)
+            return {"masks": tf.cast(masks, tf.uint8), "probabilities": probabilities, "score": score}
+
+        return self.run_in_batches(self.graph_function("segment", run), {"images": images, "texts": texts}, batch_size)
+
+    def segment(self, images, texts):
+        return self.segment_details(images, texts)["masks"]
+
+    def get_config(self):
+        return {**super().get_config(), "dice_weight": self.dice_weight, "threshold": self.threshold}
+
+
+__all__ = ["ReferringSegmenter", "dice_loss"]

@@ -1,0 +1,75 @@
+import keras
+import keras_hub
+
+from tfmm.layers.text_conditioning import FiLM, WordAttention
+
+CONDITIONINGS = ("film", "cross_attention")
+
+
+def _conv_block(x, width, name, dtype):
+    for index in range(2):
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, dtype=dtype, name=f"{name}_conv{index}")(x)
+        x = keras.layers.GroupNormalization(min(8, width), dtype=dtype, name=f"{name}_norm{index}")(x)
+        x = keras.layers.Activation("gelu", dtype=dtype, name=f"{name}_act{index}")(x)
+    return x
+
+
+@keras.saving.register_keras_serializable(package="tfmm")
+class ReferringSegmenterBackbone(keras_hub.models.Backbone):
+    """A U-Net that segments what a sentence names: `images` (float 0..1, S×S), `token_ids`, `padding_mask` →
+    `logits` (B, S, S) float32, one per pixel (> 0: named).
+
+    The encoder halves the resolution `len(filters) - 1` times; the decoder upsamples back, joining each skip
+    level. The text (any tfmm text encoder: `sequence_output` words and `pooled_output` sentence) conditions it:
+    - `"film"`: FiLM from the sentence at the bottleneck and at every decoder scale;
+    - `"cross_attention"` (a Transformer–U-Net): image positions attend to the words at the bottleneck and at
+      every skip level, so each region can find the word that names it.
+    """
+
+    def __init__(self, text_encoder, image_size, filters=(32, 64, 128), conditioning="film", num_heads=4, dtype=None,
+                 **kwargs):
+        if isinstance(text_encoder, dict):
+            text_encoder = keras.layers.deserialize(text_encoder)
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        if image_size % 2 ** (len(filters) - 1):
+            raise ValueError(f"image_size {image_size} must be divisible by {2 ** (len(filters) - 1)} "
+                             f"({len(filters) - 1} halvings for filters {list(filters)})")
+        self.text_encoder = text_encoder
+        images = keras.Input((image_size, image_size, 3), name="images")
+        text = {name: keras.Input(t.shape[1:], dtype="int32", name=name) for name, t in text_encoder.input.items()}
+        encoded = text_encoder(text)
+        words, sentence, mask = encoded["sequence_output"], encoded["pooled_output"], text["padding_mask"]
+
+        def listen(x, name):
+            if conditioning == "film":
+                return FiLM(x.shape[-1], dtype=dtype, name=f"{name}_film")(x, sentence)
+            return WordAttention(num_heads, dtype=dtype, name=f"{name}_words")(x, words, mask)
+
+        x = keras.layers.Rescaling(2.0, offset=-1.0, dtype=dtype, name="rescale")(images)
+        skips = []
+        for level, width in enumerate(filters[:-1]):
+            x = _conv_block(x, width, f"down{level}", dtype)
+            skips.append(listen(x, f"skip{level}") if conditioning == "cross_attention" else x)
+            x = keras.layers.MaxPooling2D(dtype=dtype, name=f"pool{level}")(x)
+        x = listen(_conv_block(x, filters[-1], "bottleneck", dtype), "bottleneck")
+        for level in reversed(range(len(filters) - 1)):
+            x = keras.layers.Conv2DTranspose(filters[level], 2, strides=2, dtype=dtype, name=f"up{level}")(x)
+            x = keras.layers.Concatenate(dtype=dtype, name=f"join{level}")([x, skips[level]])
+            x = _conv_block(x, filters[level], f"decode{level}", dtype)
+            if conditioning == "film":
+                x = listen(x, f"decode{level}")
+        logits = keras.layers.Conv2D(1, 1, dtype="float32", name="logits")(x)
+        logits = keras.layers.Reshape((image_size, image_size), dtype="float32", name="mask_logits")(logits)
+        super().__init__(inputs={"images": images, **text}, outputs={"logits": logits}, dtype=dtype, **kwargs)
+        self.image_size, self.filters, self.conditioning, self.num_heads = image_size, list(filters), conditioning, num_heads
+
+    @property
+    def sequence_length(self):
+        return self.text_encoder.input["token_ids"].shape[1]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(text_encoder=keras.layers.serialize(self.text_encoder), image_size=self.image_size,
+                      filters=self.filters, conditioning=self.conditioning, num_heads=self.num_heads)
+        return config
