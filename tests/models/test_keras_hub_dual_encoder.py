@@ -105,6 +105,7 @@ def test_fine_tuned_preset_trains_what_it_says_exports_and_loads_alone(presets, 
                                        image_encoder=dataclasses.replace(default_model.image_encoder, trainable="lora-2"),
                                        text_encoder=dataclasses.replace(default_model.text_encoder, trainable="freeze-1"))
     config.train.steps_per_epoch = 3
+    config.export.tflite_quantization = ["float32"]  # int8 conversion is the export's own tests' business
     before = load_dual_encoder_preset(presets["clip"]).backbone
     run = train_app(retrieval.Retrieval(), config)
     after = run.task.backbone
@@ -193,3 +194,32 @@ def test_vit_preset_brings_its_own_normalisation(tmp_path):
     pixels = np.full((1, config.data.image_size, config.data.image_size, 3), 200, np.uint8)
     np.testing.assert_allclose(converter(pixels).numpy(), 200 * 0.5 / 255 - 0.25, atol=1e-6)
     assert keras.ops.shape(converter(pixels))[1] == config.data.image_size
+
+
+def test_a_preset_indexes_and_searches_without_training(presets, tmp_path, capsys):
+    """index/search with `--set model.preset=...`: the keras-hub model as it is; search's scores are the cosine
+    similarities of keras-hub's own embeddings."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    images = _images(3, seed=4)
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{index}.png")
+    common = ["--set", f"model.preset={presets['clip']}"]
+    assert retrieval.main(["index", *common, "--index", str(tmp_path / "i.npz"), "--images", str(folder)]) == 0
+    out = tmp_path / "search.json"
+    assert retrieval.main(["search", *common, "--index", str(tmp_path / "i.npz"), "--text", PROMPTS[0],
+                           "--top-k", "3", "--output", str(out)]) == 0
+    import json
+
+    results = json.loads(out.read_text())["results"]
+    reference = keras_hub.models.Backbone.from_preset(str(presets["clip"]))
+    theirs = keras_hub.models.CLIPPreprocessor.from_preset(str(presets["clip"]))(
+        {"images": images.astype("float32"), "prompts": PROMPTS[:1]})
+    scores = (_unit(reference.get_text_embeddings(theirs["token_ids"])) @ _unit(
+        reference.get_vision_embeddings(theirs["images"])).T)[0]
+    expected = {str((folder / f"{i}.png").resolve()): scores[i] for i in range(3)}
+    assert [r["match"] for r in results] == sorted(expected, key=lambda p: -expected[p])
+    for row in results:
+        assert row["score"] == pytest.approx(expected[row["match"]], abs=1e-4)
