@@ -7,13 +7,14 @@ from tfmm.apps.caption import CaptionConfig
 from tfmm.apps.classify import ClassifyConfig
 from tfmm.apps.generate import GenerateConfig
 from tfmm.apps.retrieval import RetrievalConfig
+from tfmm.apps.segment import SegmentConfig
 from tfmm.apps.vqa import VQAConfig
 from tfmm.config import load_config, save_config
 from tfmm.errors import TfmmError
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = {"retrieval": RetrievalConfig, "vqa": VQAConfig, "caption": CaptionConfig, "classify": ClassifyConfig,
-        "generate": GenerateConfig}
+        "generate": GenerateConfig, "segment": SegmentConfig}
 
 
 @pytest.mark.parametrize("name", APPS)

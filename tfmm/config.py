@@ -147,7 +147,8 @@ QUANTIZATIONS = ("float32", "dynamic_int8", "int8")
 class ParityGate:
     """The least parity with the Keras model a `.tflite` file needs to ship, per quantization. The measure
     is the app's: min cosine of the embeddings (retrieval), answer agreement (VQA), the least agreement
-    over tasks (classify), greedy-caption agreement (caption), share of pixels within 8/255 (generate)."""
+    over tasks (classify), greedy-caption agreement (caption), share of pixels within 8/255 (generate), share of
+    mask pixels that match (segment)."""
 
     float32: float = between(0.0, 1.0, 0.99, high_open=False)
     dynamic_int8: float = between(0.0, 1.0, 0.9, high_open=False)

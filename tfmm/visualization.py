@@ -138,3 +138,11 @@ def attention_overlay(image, weights, size=256, alpha=0.55):
     base = np.asarray(Image.fromarray(pixels).convert("RGB").resize((size, size), Image.BILINEAR))
     blend = np.clip((1 - alpha) * base / 255.0 + alpha * heat, 0, 1)
     return (blend * 255).round().astype(np.uint8)
+
+
+def mask_overlay(image, mask, colour=(255, 40, 40), alpha=0.5):
+    """An image (uint8 (H, W, 3)) with a 0/1 mask of its size laid on top in `colour`: a uint8 picture."""
+    image = np.asarray(image, np.float32)
+    marked = np.asarray(mask, bool)[..., None]
+    tinted = image * (1 - alpha) + np.array(colour, np.float32) * alpha
+    return np.where(marked, tinted, image).round().astype(np.uint8)

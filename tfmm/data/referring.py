@@ -5,7 +5,7 @@ Four kinds, each drawn only where it is true of the scene:
   "the blue shape", "the triangle");
 - `relation`: one object, named by where it is from another that is named by its attributes ("the object
   left of the blue square");
-- `multiple`: every object sharing an attribute ("all green objects", "every circle");
+- `multiple`: every object sharing an attribute ("all green objects", "all the circles");
 - `no_target`: attributes no object in the scene has ("the purple star" where there is none): an empty mask.
 
 Each kind has training phrasings and held-out ones (`phrasing="heldout"`), so a test can ask in words the model
@@ -22,7 +22,7 @@ KINDS = ("attribute", "relation", "multiple", "no_target")
 PHRASINGS = {
     "single": {"train": ("the {}", "{}", "the {} in the picture", "find the {}"),
                "heldout": ("where is the {}", "segment the {}")},
-    "multiple": {"train": ("all {}", "every {}", "all the {}"),
+    "multiple": {"train": ("all {}", "all the {}", "all {} in the picture"),
                  "heldout": ("each of the {}", "mark all {}")},
 }
 _PLURAL = {"cross": "crosses"}

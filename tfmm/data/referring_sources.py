@@ -1,4 +1,5 @@
-"""User data for referring segmentation: a folder with `refs.jsonl` (or `train/validation/test.jsonl`), one line
+"""Data for referring segmentation: the built-in `shapes` expressions (`tfmm_shapes_referring`), or user data:
+a folder with `refs.jsonl` (or `train/validation/test.jsonl`), one line
 per expression:
 
     {"image": "images/0.png", "mask": "masks/0.png", "text": "the yellow triangle"}
@@ -14,9 +15,12 @@ import io
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
+from tfmm.data.images import decode_and_resize, resize_pixels
 from tfmm.data.readers import SPLIT_FILES, jsonl_rows
+from tfmm.data.referring import KINDS
 from tfmm.data.sources import in_split
 from tfmm.errors import TfmmError
 
@@ -79,20 +83,63 @@ def read_refs_file(path, checks):
 
 
 def read_refs_folder(folder, split, checks, validation_fraction=0.1):
-    """The examples of `split` from a folder with split files or one `refs.jsonl` (hash split by image)."""
+    """The examples of `split` from a folder with split files or one `refs.jsonl` (hash split by image);
+    `split=None`: the folder's test.jsonl, or all of its refs.jsonl (what `eval --data` scores)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise TfmmError(f"data folder not found: {folder}")
     if any((folder / f"{s}.jsonl").is_file() for s in SPLIT_FILES):
-        file = folder / f"{split}.jsonl"
+        file = folder / f"{split or 'test'}.jsonl"
         if not file.is_file():
-            raise TfmmError(f"{folder}: has split files but no {split}.jsonl")
+            raise TfmmError(f"{folder}: has split files but no {file.name}")
         examples = read_refs_file(file, checks)
     elif (folder / REFS_FILE).is_file():
         examples = read_refs_file(folder / REFS_FILE, checks)
-        examples = in_split(examples, split, validation_fraction) if examples else []
+        examples = in_split(examples, split, validation_fraction) if examples and split else examples
     else:
         raise TfmmError(f"{folder}: no {REFS_FILE} or train/validation/test.jsonl in it")
     if not examples:
-        raise TfmmError(f"{folder}: no usable expressions in the {split} split")
+        raise TfmmError(f"{folder}: no usable expressions" + (f" in the {split} split" if split else ""))
     return examples
+
+
+SHAPES_ONLY_SPLITS = ("heldout", "phrasing")
+
+
+def resize_mask(mask, image_size):
+    """0/1 mask (H, W) → (size, size) as images are resized: a pixel is named when more than half of what it
+    covers is."""
+    mask = tf.convert_to_tensor(mask)
+    if mask.shape[0] == image_size and mask.shape[1] == image_size:
+        return tf.cast(mask > 0, tf.uint8)
+    area = tf.image.resize(tf.cast(mask > 0, tf.float32)[..., None], (image_size, image_size), method="area")[..., 0]
+    return tf.cast(area > 0.5, tf.uint8)
+
+
+def load_referring(data, split, checks):
+    """`{"image" uint8 (S, S, 3), "mask" uint8 (S, S), "text", "kind"}` of `split` at `data.image_size`: the built-in
+    expressions (`data.source = "shapes"`; kinds as `tfmm.data.referring`) or a user folder (kind `target` or
+    `no_target`, by the mask); `split=None` reads a user folder whole (see `read_refs_folder`)."""
+    size = data.image_size
+    if data.source == "shapes":
+        from tfmm.data import referring_builder
+
+        kinds = tf.constant(KINDS)
+
+        def select(example):
+            image, mask = example["image"], example["mask"]
+            if image.shape[0] != size:
+                image, mask = resize_pixels(image, size), resize_mask(mask, size)
+            return {"image": image, "mask": mask, "text": example["text"], "kind": tf.gather(kinds, example["kind"])}
+
+        dataset = referring_builder.load(split, config=data.shapes_config, data_dir=data.data_dir or None)
+        return dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE)
+    if split in SHAPES_ONLY_SPLITS:
+        raise TfmmError(f"the {split} split is the built-in shapes data's; {data.source} has train, validation, test")
+    examples = read_refs_folder(data.source, split, checks, data.validation_fraction)
+    masks = np.stack([resize_mask(load_mask(Path(e["mask_path"]).read_bytes()), size).numpy() for e in examples])
+    kinds = ["target" if m.any() else "no_target" for m in masks]
+    dataset = tf.data.Dataset.from_tensor_slices({"image": [e["image_path"] for e in examples], "mask": masks,
+                                                  "text": [e["text"] for e in examples], "kind": kinds})
+    return dataset.map(lambda e: {**e, "image": decode_and_resize(tf.io.read_file(e["image"]), size)},
+                       num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,0 +1,176 @@
+"""Referring segmentation (the pixels a sentence names): train, eval, predict, export.
+
+`python -m tfmm.apps.segment` with no subcommand runs the main job: train the default config (a U-Net that
+listens to the text) on the built-in `shapes` expressions, evaluate on the test split, the held-out colour–shape
+combinations and the held-out phrasings, and export to `saved_models/segment/<version>/`.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
+from tfmm.apps.model_parts import build_tokenizer, image_converter
+from tfmm.apps.runner import App, Runner
+from tfmm.config import DataConfig, TrainConfig, app_config, at_least, one_of, positive, variant
+from tfmm.data import DataChecks, build_pipeline, read_image_files
+from tfmm.data.referring_sources import load_referring
+from tfmm.encoders import TEXT_ENCODERS, build_text_encoder
+from tfmm.errors import TfmmError
+from tfmm.evaluation.segmentation import SegmentationScores
+from tfmm.export.segmenter import export_segmenter
+from tfmm.models import ReferringSegmenter, ReferringSegmenterBackbone, ReferringSegmenterPreprocessor
+from tfmm.models.referring_segmenter_backbone import CONDITIONINGS
+from tfmm.train.session import per_worker_batch
+from tfmm.visualization import image_grid, mask_overlay
+
+REPORTED = ("miou", "overall_iou", "precision@0.5", "precision@0.7", "precision@0.9", "no_target_accuracy", "expressions")
+
+
+@dataclasses.dataclass
+class SegmentDataConfig(DataConfig):
+    # "shapes" (built-in expressions with masks: tfmm_shapes_referring), or a folder with refs.jsonl
+    # (or train/validation/test.jsonl): {"image", "mask", "text"} per line, paths relative to the file.
+    source: str = "shapes"
+    batch_size: int = positive(32)
+
+
+@dataclasses.dataclass
+class SegmentModelConfig:
+    text_encoder: object = variant(TEXT_ENCODERS, "transformer", size="small")
+    # film (a U-Net with FiLM from the sentence at every decoder scale) or cross_attention (a Transformer–U-Net:
+    # image positions attend to the words at the bottleneck and every skip level)
+    conditioning: str = one_of(CONDITIONINGS, "film")
+    filters: list = dataclasses.field(default_factory=lambda: [32, 64, 128])  # U-Net widths, top to bottleneck
+    num_heads: int = positive(4)  # cross_attention's heads
+    dice_weight: float = at_least(0, 1.0)  # loss = per-pixel cross-entropy + this × soft Dice
+    threshold: float = at_least(0, 0.5)  # a pixel is marked when its probability is above this
+    sequence_length: int = positive(16)
+    vocabulary_size: int = positive(400)
+
+    def validate(self, root):
+        if not self.filters or any(not isinstance(f, int) or f < 1 for f in self.filters):
+            raise TfmmError(f"model.filters {self.filters}: give one positive width per U-Net level")
+        halvings = 2 ** (len(self.filters) - 1)
+        if root.data.image_size % halvings:
+            raise TfmmError(f"data.image_size {root.data.image_size} is not divisible by {halvings} "
+                            f"({len(self.filters) - 1} halvings for model.filters {self.filters})")
+        if not 0 < self.threshold < 1:
+            raise TfmmError(f"model.threshold {self.threshold} must be between 0 and 1")
+
+
+SegmentConfig = app_config("SegmentConfig", SegmentDataConfig, SegmentModelConfig,
+                           TrainConfig(epochs=12, learning_rate=2e-3))
+
+
+class Segment(App):
+    name, description = "segment", __doc__.splitlines()[0]
+    config_class, task_class = SegmentConfig, ReferringSegmenter
+    cannot_honour = {"data.augment": "flips and crops change what 'left of' and 'the large …' name",
+                     "data.text_augment": "dropping or swapping words changes which pixels an expression names"}
+
+    def load_split(self, config, split, checks):
+        return load_referring(config.data, split, checks)
+
+    def build_preprocessor(self, config, train_examples):
+        texts = lambda: [t.decode() for b in train_examples.map(lambda e: e["text"]).batch(1024).as_numpy_iterator()  # noqa: E731
+                         for t in b]
+        tokenizer = build_tokenizer(config.model, texts, config.data.source)
+        return ReferringSegmenterPreprocessor(tokenizer, image_converter(config), config.model.sequence_length)
+
+    def build_task(self, config, preprocessor):
+        m = config.model
+        text_encoder = build_text_encoder(m.text_encoder, preprocessor.vocabulary_size, m.sequence_length)
+        backbone = ReferringSegmenterBackbone(text_encoder, config.data.image_size, m.filters, m.conditioning,
+                                              m.num_heads)
+        return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, threshold=m.threshold)
+
+    def pipeline(self, config, examples, training, shard=None, repeat=False):
+        """Batches of raw `({"images", "text"}, masks)`."""
+        data = config.data
+
+        def pair(example, seed):
+            del seed
+            return {"images": example["image"], "text": example["text"], "masks": example["mask"]}
+
+        def split_targets(batch, seed):
+            del seed
+            return {"images": batch["images"], "text": batch["text"]}, batch["masks"]
+
+        return build_pipeline(examples, per_worker_batch(data.batch_size, shard), training=training, example_fn=pair,
+                              batch_fn=split_targets, cache=data.cache, shuffle_buffer=data.shuffle_buffer,
+                              seed=config.train.seed, shard=shard, repeat=repeat)
+
+    def evaluate(self, task, config, split, args=None):
+        """Scores on `split` (or on the folder `--data` names, in the user format)."""
+        checks = DataChecks(strict=config.data.strict)
+        folder = getattr(args, "data", None)
+        data = dataclasses.replace(config.data, source=folder, image_size=task.backbone.image_size) if folder \
+            else config.data
+        scores = SegmentationScores()
+        batches = load_referring(data, None if folder else split, checks).batch(128)
+        for batch in batches.as_numpy_iterator():
+            texts = [t.decode() for t in batch["text"]]
+            scores.add(task.segment(batch["image"], texts), batch["mask"], [k.decode() for k in batch["kind"]])
+        return {**scores.result(), "split": folder or split}
+
+    def report(self, title, metrics):
+        super().report(title, {k: metrics[k] for k in REPORTED if k in metrics})
+        for kind, values in metrics.get("kinds", {}).items():
+            shown = ", ".join(f"{k} {values[k]:.3f}" for k in ("miou", "no_target_accuracy") if k in values)
+            print(f"    {kind:<10} {values['expressions']:>5} expressions: {shown}")
+
+    def main_report(self, runner, task, config):
+        self.report("test split", self.evaluate(task, config, "test"))
+        if config.data.source == "shapes":
+            self.report("held-out colour–shape combinations", self.evaluate(task, config, "heldout"))
+            self.report("held-out phrasings (test scenes)", self.evaluate(task, config, "phrasing"))
+
+    def main_pictures(self, task, config, folder):
+        examples = list(self.load_split(config, "test", DataChecks(strict=config.data.strict)).take(6)
+                        .as_numpy_iterator())
+        images = np.stack([e["image"] for e in examples])
+        texts = [e["text"].decode() for e in examples]
+        masks = task.segment(images, texts)
+        tiles = [tile for image, mask, reference in zip(images, masks, [e["mask"] for e in examples])
+                 for tile in (image, mask_overlay(image, reference), mask_overlay(image, mask))]
+        return [image_grid(tiles, len(texts), folder / "segment.png", [f"{t}  (reference | predicted)" for t in texts])]
+
+    def export_samples(self, config, checks):
+        examples = list(self.load_split(config, "validation", checks).take(config.export.representative_examples)
+                        .as_numpy_iterator())
+        return {"images": np.stack([e["image"] for e in examples]), "texts": [e["text"].decode() for e in examples]}
+
+    def export(self, task, config, samples, base_dir, name, quantizations):
+        return export_segmenter(task, config, samples, base_dir, name, quantizations)
+
+    def predict(self, task, config, args):
+        encoded = read_image_files([args.image])
+        details = task.segment_details(encoded, [args.text])
+        mask = details["masks"][0]
+        share = float(mask.mean())
+        print(f"{args.image}: {args.text!r} marks {int(mask.sum())} of {mask.size} pixels ({share:.1%}), "
+              f"score {details['score'][0]:.3f}" + ("" if mask.any() else " — it names nothing here"))
+        if args.plot:
+            pixels = task.preprocessor.image_converter.pixels(tf.constant(encoded)).numpy()[0]
+            print(f"wrote {image_grid([pixels, mask_overlay(pixels, mask)], 1, args.plot, [args.text])}")
+        return {"image": args.image, "text": args.text, "pixels": int(mask.sum()), "share": share,
+                "score": float(details["score"][0]), "mask": mask.tolist()}
+
+    def add_eval_arguments(self, parser):
+        super().add_eval_arguments(parser)
+        parser.add_argument("--data", help="score a folder in the user format (refs.jsonl or test.jsonl) instead")
+
+    def add_predict_arguments(self, parser):
+        parser.add_argument("image")
+        parser.add_argument("--text", required=True, help="what to segment, e.g. 'the red circle'")
+        parser.add_argument("--plot", help="write a PNG of the image and the mask drawn over it")
+
+
+def main(argv=None):
+    return Runner(Segment()).main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

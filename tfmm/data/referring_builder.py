@@ -1,0 +1,82 @@
+"""`tfmm_shapes_referring` as a TensorFlow Datasets builder: `shapes` scenes, each with one referring expression
+of every kind it allows and the mask that expression names (`tfmm.data.referring`). Offline, like `tfmm_shapes`,
+and its images are `tfmm_shapes`' images of the same split and index.
+
+Splits: `train`, `validation`, `test`, `heldout` (scenes of the colour–shape combinations training never shows)
+and `phrasing` (the test scenes asked in the held-out phrasings).
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from tfmm.data import shapes
+from tfmm.data.referring import KINDS, referring_examples
+
+SCENE_SPLITS = {"train": "train", "validation": "validation", "test": "test", "heldout": "heldout", "phrasing": "test"}
+
+
+@dataclasses.dataclass
+class ReferringConfig(tfds.core.BuilderConfig):
+    image_size: int = 64
+    num_train: int = 6000  # scenes; each gives 3–4 expressions
+    num_validation: int = 500
+    num_test: int = 500
+    num_heldout: int = 300
+    seed: int = 0
+
+
+class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
+    """Referring expressions on procedural shapes scenes, with their masks."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    BUILDER_CONFIGS = [
+        ReferringConfig(name="default", description="64×64, 6k training scenes"),
+        ReferringConfig(name="small", description="64×64, 1.5k training scenes", num_train=1500, num_validation=150,
+                        num_test=150, num_heldout=100),
+        ReferringConfig(name="tiny", description="32×32 smoke-test size", image_size=32, num_train=64,
+                        num_validation=16, num_test=16, num_heldout=16),
+    ]
+    DEFAULT_CONFIG_NAME = "default"
+
+    def _info(self):
+        size = self.builder_config.image_size
+        return self.dataset_info_from_configs(
+            description=__doc__,
+            features=tfds.features.FeaturesDict({
+                "id": tfds.features.Text(),
+                "image": tfds.features.Image(shape=(size, size, 3)),
+                "mask": tfds.features.Tensor(shape=(size, size), dtype=np.uint8),
+                "text": tfds.features.Text(),
+                "kind": tfds.features.ClassLabel(names=KINDS),
+                "scene": tfds.features.Text(),
+            }),
+            homepage="https://github.com/tfmm/tfmm",
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # generated from the seed
+        c = self.builder_config
+        counts = {"train": c.num_train, "validation": c.num_validation, "test": c.num_test, "heldout": c.num_heldout,
+                  "phrasing": c.num_test}
+        return {split: self._generate_examples(split, n) for split, n in counts.items()}
+
+    def _generate_examples(self, split, count):
+        c = self.builder_config
+        scene_split = SCENE_SPLITS[split]
+        for index in range(count):
+            rng = np.random.default_rng([c.seed, shapes.SPLITS.index(scene_split), index])
+            scene = shapes.sample_scene(rng, c.image_size, scene_split)  # as shapes.generate_example draws them
+            image = shapes.render(scene, c.image_size, rng)
+            phrasing = "heldout" if split == "phrasing" else "train"
+            for number, example in enumerate(referring_examples(scene, c.image_size, rng, phrasing=phrasing)):
+                key = f"{split}-{index:06d}-{number}"
+                yield key, {"id": key, "image": image, "mask": example["mask"], "text": example["text"],
+                            "kind": example["kind"], "scene": scene.key}
+
+
+def load(split, config="default", data_dir=None, **kwargs):
+    """Loads a split, building the dataset first if needed (offline)."""
+    return tfds.load(f"tfmm_shapes_referring/{config}", split=split, data_dir=data_dir or None, **kwargs)
