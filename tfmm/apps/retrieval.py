@@ -60,7 +60,7 @@ class Retrieval(App):
         m = config.model
         scale, bias = m.logit_scale_init, None
         if m.preset:  # a keras-hub CLIP/SigLIP: its towers, text length and learnt scale (and SigLIP's bias)
-            preset = load_dual_encoder_preset(m.preset)
+            preset = load_dual_encoder_preset(m.preset, preprocessor=preprocessor)
             backbone, scale, bias = preset.backbone, min(preset.logit_scale, m.logit_scale_max), preset.logit_bias
             for tower in ("image", "text"):
                 trainable = getattr(m, f"{tower}_encoder").trainable
@@ -70,9 +70,8 @@ class Retrieval(App):
                                     build_text_encoder(m.text_encoder, preprocessor.vocabulary_size, m.sequence_length),
                                     m.embedding_dim, m.projection_hidden_dim)
         task_class = KerasHubContrastiveRetriever if m.preset else ContrastiveRetriever
-        return task_class(backbone, preprocessor, m.loss.name, scale, m.logit_scale_max,
-                                    getattr(m.loss, "margin", 0.2), config.zero_shot.templates,
-                                    logit_bias_init=bias if m.loss.name == "sigmoid" else None)
+        return task_class(backbone, preprocessor, m.loss.name, scale, m.logit_scale_max, getattr(m.loss, "margin", 0.2),
+                          config.zero_shot.templates, logit_bias_init=bias if m.loss.name == "sigmoid" else None)
 
     def ready_made_task(self, config):
         """A usable model without training: a keras-hub preset as it is (zero-shot, index, search, export)."""

@@ -92,15 +92,11 @@ class Segment(App):
 
         def pair(example, seed):
             del seed
-            return {"images": example["image"], "text": example["text"], "masks": example["mask"]}
-
-        def split_targets(batch, seed):
-            del seed
-            return {"images": batch["images"], "text": batch["text"]}, batch["masks"]
+            return {"images": example["image"], "text": example["text"]}, example["mask"]
 
         return build_pipeline(examples, per_worker_batch(data.batch_size, shard), training=training, example_fn=pair,
-                              batch_fn=split_targets, cache=data.cache, shuffle_buffer=data.shuffle_buffer,
-                              seed=config.train.seed, shard=shard, repeat=repeat)
+                              cache=data.cache, shuffle_buffer=data.shuffle_buffer, seed=config.train.seed, shard=shard,
+                              repeat=repeat)
 
     def evaluate(self, task, config, split, args=None):
         """Scores on `split` (or on the folder `--data` names, in the user format)."""

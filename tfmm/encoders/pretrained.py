@@ -104,24 +104,20 @@ def set_trainable(encoder, mode):
         if not getattr(encoder, "_lora_enabled_layers", None):
             raise TfmmError(f"lora-{mode[1]}: {encoder.name} has no attention query/value layers to adapt")
         return
-    if isinstance(mode, tuple) and mode[0] == "freeze":
-        blocks = transformer_blocks(encoder)
-        if mode[1] > len(blocks):
-            raise TfmmError(f"freeze-{mode[1]}: {encoder.name} has {len(blocks)} transformer blocks")
-        encoder.trainable = True
-        for layer in _stem_layers(encoder, blocks[0]) + blocks[:mode[1]]:
-            layer.trainable = False
-        return
-    if isinstance(mode, int) and mode >= 0:
+    if (isinstance(mode, tuple) and mode[0] == "freeze") or (isinstance(mode, int) and mode >= 0):
         blocks = transformer_blocks(encoder)
         order = list(_leaf_blocks(encoder, set(map(id, blocks))))
-        if blocks:  # the last n blocks and what follows them train
+        if isinstance(mode, tuple):  # the embeddings and the first k blocks are frozen
+            if not blocks or mode[1] > len(blocks):
+                raise TfmmError(f"freeze-{mode[1]}: {encoder.name} has {len(blocks)} transformer blocks")
+            cut = order.index(blocks[mode[1]]) if mode[1] < len(blocks) else order.index(blocks[-1]) + 1
+        elif blocks:  # top-n: the last n blocks and what follows them train
             cut = order.index(blocks[-mode]) if 0 < mode <= len(blocks) else (0 if mode else order.index(blocks[-1]) + 1)
-        else:  # the last n layers holding weights train
+        else:  # top-n: the last n layers holding weights train
             weighted = [i for i, layer in enumerate(order) if layer.weights]
             cut = weighted[-mode] if 0 < mode <= len(weighted) else (0 if mode else len(order))
         encoder.trainable = True
-        for layer in order[:cut]:
+        for layer in order[:cut]:  # everything before the cut is frozen
             layer.trainable = False
         return
     raise TfmmError(f"encoder trainable mode must be full, frozen, top-N, freeze-K or lora-R, got {mode!r}")
@@ -136,17 +132,6 @@ def transformer_blocks(encoder):
             if blocks:
                 return list(blocks)
     return [layer for layer in _leaf_blocks(encoder) if isinstance(layer, keras_hub.layers.TransformerEncoder)]
-
-
-def _stem_layers(encoder, first_block):
-    """The layers holding weights that come before `first_block` (patch/token embeddings, pre-norms)."""
-    stem = []
-    for layer in _leaf_blocks(encoder, {id(first_block)}):
-        if layer is first_block:
-            return stem
-        if layer.weights:
-            stem.append(layer)
-    return stem
 
 
 def _leaf_blocks(model, atomic=frozenset()):

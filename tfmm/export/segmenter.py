@@ -18,20 +18,15 @@ from tfmm.export.tflite import write_tflite_models
 
 
 def build_archive(model):
-    preprocessor = model.preprocessor
     size, length = model.backbone.image_size, model.backbone.sequence_length
     archive = task_archive(model)
 
     def segment(image_bytes, text):
         tf.debugging.assert_equal(tf.shape(image_bytes)[0], tf.shape(text)[0],
                                   message="give one text per image: image_bytes and text differ in length")
-        probabilities = tf.sigmoid(model(preprocessor({"images": image_bytes, "text": text}), training=False)["logits"])
-        masks = probabilities > model.threshold
-        marked = tf.reduce_sum(tf.cast(masks, tf.float32), axis=(1, 2))
-        score = tf.math.divide_no_nan(tf.reduce_sum(probabilities * tf.cast(masks, tf.float32), axis=(1, 2)), marked)
-        pngs = tf.map_fn(lambda m: tf.io.encode_png(tf.cast(m, tf.uint8)[..., None] * 255), masks,
-                         fn_output_signature=tf.string)
-        return {"mask_png": pngs, "probabilities": probabilities, "score": score}
+        result = model.segment_tensors(image_bytes, text)
+        pngs = tf.map_fn(lambda m: tf.io.encode_png(m[..., None] * 255), result["masks"], fn_output_signature=tf.string)
+        return {"mask_png": pngs, "probabilities": result["probabilities"], "score": result["score"]}
 
     def segment_tensors(images, token_ids, padding_mask):
         return {"logits": model({"images": images, "token_ids": token_ids, "padding_mask": padding_mask},

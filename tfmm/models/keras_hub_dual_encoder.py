@@ -9,6 +9,7 @@ random presets with keras-hub's own classes.
 """
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -146,10 +147,8 @@ class KerasHubDualEncoderPreprocessor(ContrastiveRetrieverPreprocessor):
     def tokenize_numpy(self, texts):
         return {key: value.numpy() for key, value in self.tokenize([str(t) for t in texts]).items()}
 
-    def known_words(self, token_ids):
-        ignored = tf.constant([i for i in self.packing_ids().values() if i is not None])
-        known = ~tf.reduce_any(tf.convert_to_tensor(token_ids)[..., None] == ignored, axis=-1)
-        return tf.reduce_sum(tf.cast(known, tf.int32), axis=-1)
+    def special_ids(self):
+        return [i for i in self.packing_ids().values() if i is not None]
 
     def get_config(self):
         return {**super().get_config(), "family": self.family}
@@ -191,8 +190,6 @@ def preset_family(path, field="model.preset"):
 
 
 def _registered_name(path):
-    import json
-
     return json.loads((path / "config.json").read_text()).get("registered_name", "?")
 
 
@@ -207,15 +204,14 @@ def load_preprocessor(path, field="model.preset"):
     converter = keras_hub.layers.ImageConverter.from_preset(str(path))
     length = default_length
     if (path / "preprocessor.json").is_file():
-        import json
-
         length = json.loads((path / "preprocessor.json").read_text())["config"].get("sequence_length", length)
     return KerasHubDualEncoderPreprocessor(tokenizer, ImageConverter.like(converter), length, family=family)
 
 
-def load_dual_encoder_preset(path, field="model.preset"):
-    """The backbone, preprocessor and learnt logit scale/bias of a local keras-hub CLIP/SigLIP preset."""
-    preprocessor = load_preprocessor(path, field)
+def load_dual_encoder_preset(path, field="model.preset", preprocessor=None):
+    """The backbone, preprocessor and learnt logit scale/bias of a local keras-hub CLIP/SigLIP preset (with
+    `preprocessor`, the one `load_preprocessor` already made for it, rather than reading it again)."""
+    preprocessor = preprocessor or load_preprocessor(path, field)
     dual_encoder = keras_hub.models.Backbone.from_preset(str(Path(path).expanduser()))
     text_positions = getattr(dual_encoder.text_encoder, "max_sequence_length", None)
     if text_positions and preprocessor.sequence_length > text_positions:

@@ -44,6 +44,10 @@ class Preprocessor(keras_hub.models.Preprocessor):
         return {"start_value": self.tokenizer.start_id, "end_value": self.tokenizer.end_id,
                 "pad_value": self.tokenizer.pad_id}
 
+    def special_ids(self):
+        """Token ids that are not words (start, end, padding, unknown)."""
+        return self.tokenizer.special_ids
+
     def standardize(self, texts):
         """Text clean-up before tokenizing (a flat string tensor); the WordPiece tokenizer does its own."""
         return texts
@@ -79,7 +83,7 @@ class Preprocessor(keras_hub.models.Preprocessor):
 
     def known_words(self, token_ids):
         """Per sequence, the word pieces the vocabulary knows (special and unknown tokens not counted)."""
-        ignored = tf.constant(self.tokenizer.special_ids)
+        ignored = tf.constant(self.special_ids())
         known = ~tf.reduce_any(tf.convert_to_tensor(token_ids)[..., None] == ignored, axis=-1)
         return tf.reduce_sum(tf.cast(known, tf.int32), axis=-1)
 

@@ -48,15 +48,17 @@ class ReferringSegmenter(Task):
         texts = self.preprocessor.check_texts(texts)
         images = check_images(images, len(texts))
 
-        def run(images, texts):
-            inputs = {"images": self.preprocessor.convert_images(images), **self.preprocessor.tokenize(texts)}
-            probabilities = tf.sigmoid(self.backbone(inputs, training=False)["logits"])
-            masks = probabilities > self.threshold
-            marked = tf.reduce_sum(tf.cast(masks, tf.float32), axis=(1, 2))
-            score = tf.math.divide_no_nan(tf.reduce_sum(probabilities * tf.cast(masks, tf.float32), axis=(1, 2)), marked)
-            return {"masks": tf.cast(masks, tf.uint8), "probabilities": probabilities, "score": score}
+        return self.run_in_batches(self.graph_function("segment", self.segment_tensors), {"images": images, "texts": texts},
+                                   batch_size)
 
-        return self.run_in_batches(self.graph_function("segment", run), {"images": images, "texts": texts}, batch_size)
+    def segment_tensors(self, images, texts):
+        """Raw image tensor (bytes or uint8 pixels) and strings → `masks` uint8, `probabilities`, `score` in graph ops:
+        what `segment_details` and the export's `segment` signature both run."""
+        inputs = {"images": self.preprocessor.convert_images(images), **self.preprocessor.tokenize(texts)}
+        probabilities = tf.sigmoid(self.backbone(inputs, training=False)["logits"])
+        masks = tf.cast(probabilities > self.threshold, tf.float32)
+        score = tf.math.divide_no_nan(tf.reduce_sum(probabilities * masks, axis=(1, 2)), tf.reduce_sum(masks, axis=(1, 2)))
+        return {"masks": tf.cast(masks, tf.uint8), "probabilities": probabilities, "score": score}
 
     def segment(self, images, texts):
         return self.segment_details(images, texts)["masks"]
