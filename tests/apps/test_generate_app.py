@@ -10,7 +10,7 @@ from tfmm.apps.generate_stages import JudgeStage, VQVAEStage, with_training
 from tfmm.apps.runner import Runner
 from tfmm.data import DataChecks
 from tfmm.evaluation import evaluate_generator
-from tfmm.testing import assert_picture, check_in_fresh_process, train_app
+from tfmm.testing import assert_picture, check_in_fresh_process, record_calls, train_app
 
 
 def run_cli(*argv):
@@ -119,19 +119,12 @@ def test_edit_keeps_every_token_outside_the_region(generate_run, scene_png, tmp_
     task = generate_run.task
     image = scene_png.read_bytes()
     original = task.encode([image])[0]
-    kept = {}
-    decode = task.decode
-
-    def capture(tokens):
-        kept["tokens"] = tokens
-        return decode(tokens)
-
-    monkeypatch.setattr(task, "decode", capture)
+    decoded = record_calls(monkeypatch, task, "decode")
     edited, info = task.edit(image, (0, 0, 16, 16), "a large green star", candidates=3)  # the top-left 2×2 of 4×4 cells
-    assert info == {"cells": 4, "tokens": 16} and edited.shape == (32, 32, 3)
+    assert (info["cells"], info["tokens"]) == (4, 16) and edited.shape == (32, 32, 3)
     outside = np.ones((4, 4), bool)
     outside[:2, :2] = False
-    np.testing.assert_array_equal(kept["tokens"][0][outside], original[outside])
+    np.testing.assert_array_equal(decoded[0][0][outside], original[outside])
     assert run_cli("edit", scene_png, "--region", "10,10,40,20", "--prompt", "a red circle", "--model",
                    generate_run.path, "--output", tmp_path / "e.png") == 2
     assert "region (10.0, 10.0, 40.0, 20.0) is not inside the 32×32 image" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 a fresh process without tfmm, TFLite with parity, the user format, predict, and refusals."""
 
 import base64
+import dataclasses
 import io
 import json
 
@@ -14,7 +15,7 @@ from tfmm.apps import segment
 from tfmm.data import DataChecks, shapes
 from tfmm.data.referring import referring_examples
 from tfmm.export.tflite import op_names
-from tfmm.testing import assert_picture, check_in_fresh_process, train_app
+from tfmm.testing import assert_picture, check_in_fresh_process, record_calls, train_app
 
 
 def run_cli(*argv):
@@ -74,8 +75,13 @@ def test_eval_json_matches_a_numpy_count_over_the_split(trained, tmp_path):
     assert set(metrics["kinds"]) == {"attribute", "relation", "multiple", "no_target"}
 
 
-def test_export_serves_masks_without_tfmm_and_tflite_keeps_to_builtin_ops(trained, tmp_path):
-    folder = trained.runner.export(trained.task, trained.config)
+@pytest.fixture(scope="module")
+def exported(trained):
+    return trained.runner.export(trained.task, trained.config)
+
+
+def test_export_serves_masks_without_tfmm_and_tflite_keeps_to_builtin_ops(trained, exported, tmp_path):
+    folder = exported
     images = np.stack([e["image"] for e in segment.Segment().load_split(trained.config, "test", DataChecks())
                        .take(3).as_numpy_iterator()])
     texts = ["the red circle", "all green objects", "the object left of the blue square"]
@@ -123,3 +129,141 @@ def test_predict_plots_and_bad_input_is_one_line(trained, user_folder, tmp_path,
 def test_settings_it_cannot_honour_are_refused(setting, message, capsys):
     assert run_cli("train", "--set", setting) == 2
     assert message in capsys.readouterr().err
+
+
+def _png_mask(data):
+    return np.asarray(Image.open(io.BytesIO(data))) > 0
+
+
+def test_the_export_is_served_over_rest_and_grpc_by_tfmm_serving(trained, exported, user_folder, tmp_path):
+    import grpc
+    import httpx
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from tests.serving.conftest import serving
+
+    root, _ = user_folder
+    images = [(root / "images" / f"{i}.png").read_bytes() for i in range(2)]
+    texts = ["the red circle", "all the squares"]
+    expected = trained.task.segment_details(images, texts)
+    with serving("segment", exported.parent, tmp_path) as server:
+        body = {"signature_name": "segment",
+                "instances": [{"image_bytes": {"b64": base64.b64encode(i).decode()}, "text": t} for i, t in zip(images, texts)]}
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.rest_port}", timeout=60) as client:
+            response = client.post("/v1/models/segment:predict", json=body)
+            assert response.status_code == 200, response.text
+            rest = response.json()["predictions"]
+            bad = client.post("/v1/models/segment:predict", json={"instances": [{**body["instances"][0], "text": ["a", "b"]}]})
+            assert bad.status_code == 400
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name, request.model_spec.signature_name = "segment", "segment"
+            request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
+            request.inputs["text"].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
+            outputs = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60).outputs
+            grpc_masks = tf.make_ndarray(outputs["mask_png"])
+            grpc_scores = tf.make_ndarray(outputs["score"])
+    for index, mask in enumerate(expected["masks"]):
+        np.testing.assert_array_equal(_png_mask(base64.b64decode(rest[index]["mask_png"]["b64"])), mask.astype(bool))
+        np.testing.assert_array_equal(_png_mask(grpc_masks[index]), mask.astype(bool))
+    np.testing.assert_allclose([r["score"] for r in rest], expected["score"], atol=1e-5)
+    np.testing.assert_allclose(grpc_scores, expected["score"], atol=1e-5)
+    np.testing.assert_allclose(rest[0]["probabilities"], expected["probabilities"][0], atol=1e-5)
+
+
+def test_an_expression_longer_than_the_sequence_is_truncated_with_one_warning(trained, capsys):
+    task = trained.task
+    length = task.preprocessor.sequence_length
+    long_text = " ".join(["the red circle"] * length)
+    fits = "the red circle"
+    assert task.preprocessor.overlong([fits, long_text]) == [long_text]
+    # A reader of the tokens: the long text's packed tokens are its first sequence_length tokens, end token cut.
+    packed = task.preprocessor.tokenize_numpy([long_text])["token_ids"][0]
+    assert (packed != task.preprocessor.packing_ids()["pad_value"]).all()
+    task.preprocessor._overlong_warned = False
+    task.segment([np.zeros((32, 32, 3), np.uint8)] * 2, [long_text, fits])
+    task.segment([np.zeros((32, 32, 3), np.uint8)], [long_text])
+    err = capsys.readouterr().err
+    assert err.count("longer than sequence_length") == 1 and f"1 text(s) longer than sequence_length {length}" in err
+
+
+def test_user_data_in_easy_vqa_layout_is_scored_whole(trained, tmp_path):
+    from tfmm.data import easy_vqa
+    from tfmm.data.referring_easy_vqa import easy_vqa_referring
+
+    easy_vqa.generate(tmp_path / "fresh", 8, seed=11)
+    out = tmp_path / "easy.json"
+    assert run_cli("eval", "--model", trained.path, "--data", tmp_path / "fresh", "--output", out) == 0
+    metrics = json.loads(out.read_text())
+    examples = easy_vqa_referring(str(tmp_path / "fresh"), None, 0.1, DataChecks(), 32)
+    assert metrics["expressions"] == len(examples) == 48
+    assert metrics["kinds"]["no_target"]["expressions"] == 16
+
+
+class _FixedMask:
+    """A segmenter that marks one known region: the oracle for which token cells an edit may change."""
+
+    def __init__(self, mask):
+        self.mask = mask
+
+    def segment(self, images, texts):
+        return self.mask[None]
+
+
+def test_edit_where_redraws_only_the_cells_under_the_named_region(trained, user_folder, tmp_path, monkeypatch, capsys):
+    from tfmm.apps import generate
+    from tfmm.models.region_editing import edit_where
+    from tfmm.testing import tiny_tasks
+
+    generator = tiny_tasks.generator()  # 16 px, a 4×4 token grid; untrained: what is kept is the oracle
+    root, _ = user_folder
+    image = (root / "images" / "0.png").read_bytes()
+    original = generator.encode([image])[0]
+    mask = np.zeros((32, 32), np.uint8)
+    mask[3:5, 20:30] = 1  # rows of cell 0, columns of cells 2 and 3 (8 px per cell at 32 px)
+    decoded = record_calls(monkeypatch, generator, "decode")
+    edited, info = edit_where(generator, _FixedMask(mask), image, "the thing", "a green square", candidates=2)
+    redrawn = np.zeros((4, 4), bool)
+    redrawn[0, 2:] = True
+    np.testing.assert_array_equal(info["redrawn"], redrawn)
+    np.testing.assert_array_equal(decoded[0][0][~redrawn], original[~redrawn])
+    assert edited.shape == (16, 16, 3) and info["cells"] == 2
+    with pytest.raises(Exception, match="names nothing in this image"):
+        edit_where(generator, _FixedMask(np.zeros((32, 32), np.uint8)), image, "the purple star", "a green square")
+
+    # The command line, with the trained segmenter: it redraws the cells the segmenter's own mask marks.
+    generator.save_to_preset(str(tmp_path / "generator"))
+    where = "the red circle"
+    marked = generator.mask_cells(trained.task.segment([image], [where])[0])
+    code = generate.main(["edit", str(root / "images" / "0.png"), "--where", where, "--segmenter", str(trained.path),
+                          "--to", "a blue star", "--model", str(tmp_path / "generator"), "--output", str(tmp_path / "e.png")])
+    captured = capsys.readouterr()
+    if marked.any():
+        assert code == 0 and f"re-sampled {int(marked.sum())} of 16 tokens" in captured.out
+        assert Image.open(tmp_path / "e.png").size == (16, 16)
+    else:
+        assert code == 2 and "names nothing in this image" in captured.err
+    assert generate.main(["edit", str(root / "images" / "0.png"), "--where", where, "--to", "x",
+                          "--model", str(tmp_path / "generator")]) == 2
+    assert "--where needs --segmenter" in capsys.readouterr().err
+
+
+def test_a_text_encoder_the_retrieval_app_saved_starts_the_segmenter(trained, tmp_path):
+    """Transfer: `model.text_encoder.weights` names the preset `retrieval save-presets` writes (encoder +
+    WordPiece vocabulary); the segmenter starts from exactly those weights and that vocabulary."""
+    from tfmm.encoders import build_text_encoder, text_encoder_options
+    from tfmm.text import WordPieceTokenizer
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "red", "circle", "all", "green", "objects"]
+    encoder = build_text_encoder(text_encoder_options("transformer", size="tiny"), len(vocabulary), 16)
+    encoder.save_to_preset(str(tmp_path / "text_encoder"))
+    WordPieceTokenizer(vocabulary=vocabulary).save_to_preset(str(tmp_path / "text_encoder"))
+    config = dataclasses.replace(trained.config, model=dataclasses.replace(
+        trained.config.model, text_encoder=text_encoder_options("transformer", size="tiny",
+                                                                 weights=str(tmp_path / "text_encoder"))))
+    app = segment.Segment()
+    preprocessor = app.build_preprocessor(config, app.load_split(config, "train", DataChecks()))
+    task = app.build_task(config, preprocessor)
+    assert preprocessor.vocabulary == vocabulary
+    for got, saved in zip(task.backbone.text_encoder.weights, encoder.weights):
+        np.testing.assert_array_equal(got.numpy(), saved.numpy())

@@ -206,16 +206,9 @@ def test_the_export_is_served_over_rest_by_tfmm_serving(vqa_run, vqa_export, vqa
 
     import httpx
 
-    from tests.serving.conftest import free_port
-    from tfmm.serving.config import parse_model_config_file
-    from tfmm.serving.server import ModelServer
+    from tests.serving.conftest import serving
 
-    config_path = tmp_path / "models.config"
-    config_path.write_text(f'model_config_list {{ config {{ name: "vqa" base_path: "{vqa_export.parent}" '
-                           f'model_platform: "tensorflow" }} }}')
-    server = ModelServer(parse_model_config_file(config_path), grpc_port=free_port(), rest_port=free_port(),
-                         poll_seconds=0.2).start()
-    try:
+    with serving("vqa", vqa_export.parent, tmp_path) as server:
         image = vqa_data / "test" / "images" / "2.png"
         body = {"instances": [{"image_bytes": {"b64": base64.b64encode(image.read_bytes()).decode()},
                                "question": "what shape is present?"}]}
@@ -226,8 +219,6 @@ def test_the_export_is_served_over_rest_by_tfmm_serving(vqa_run, vqa_export, vqa
             assert prediction["top_answers"][0] == prediction["answer"] and len(prediction["top_probabilities"]) == 5
             empty = client.post("/v1/models/vqa:predict", json={"instances": [{**body["instances"][0], "question": " "}]})
             assert empty.status_code == 400 and "a question is empty" in empty.json()["error"]
-    finally:
-        server.stop()
     assert prediction["answer"] == vqa_run.task.answer([image.read_bytes()], ["what shape is present?"])[0]
 
 

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import shutil
 import socket
@@ -10,6 +11,23 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(name, base_path, tmp_path):
+    """A `tfmm.serving` server of one model (`base_path` holds its numbered versions), stopped afterwards."""
+    from tfmm.serving.config import parse_model_config_file
+    from tfmm.serving.server import ModelServer
+
+    config_path = tmp_path / "models.config"
+    config_path.write_text(f'model_config_list {{ config {{ name: "{name}" base_path: "{base_path}" '
+                           f'model_platform: "tensorflow" }} }}')
+    server = ModelServer(parse_model_config_file(config_path), grpc_port=free_port(), rest_port=free_port(),
+                         poll_seconds=0.2).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 PARITY = {"half_float32.tflite": {"min_cosine": 1.0, "gate": {"shipped": True}}}

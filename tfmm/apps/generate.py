@@ -27,6 +27,8 @@ from tfmm.errors import TfmmError
 from tfmm.evaluation import evaluate_generator, reconstruction_metrics
 from tfmm.export.generator import export_generator
 from tfmm.models import TextToImageBackbone, TextToImageGenerator, TextToImagePreprocessor, from_preset
+from tfmm.models.presets import preset_path
+from tfmm.models.region_editing import edit_where
 from tfmm.text import TextAugmenter
 from tfmm.train.session import per_worker_batch
 from tfmm.visualization import image_grid, save_png
@@ -195,10 +197,14 @@ class Generate(App):
             stage.add_train_arguments(app_parser.command(
                 f"train-{stage.name.split('_')[1]}", lambda args, stage=stage, section=section: train_stage(
                     runner, stage, section, args), f"train {stage.description}", model=False))
-        s = app_parser.command("edit", lambda args: cmd_edit(runner, args), "re-draw a region of an image for a prompt")
+        s = app_parser.command("edit", lambda args: cmd_edit(runner, args),
+                               "re-draw a region of an image (a box, or what --where names) for a prompt")
         s.add_argument("image")
-        s.add_argument("--region", required=True, help="x0,y0,x1,y1 in pixels of the model's image size")
-        s.add_argument("--prompt", required=True)
+        where = s.add_mutually_exclusive_group(required=True)
+        where.add_argument("--region", help="x0,y0,x1,y1 in pixels of the model's image size")
+        where.add_argument("--where", help="words naming the region, e.g. 'the red circle' (needs --segmenter)")
+        s.add_argument("--segmenter", help="a trained segment-app model (preset or run directory) for --where")
+        s.add_argument("--to", "--prompt", dest="prompt", required=True, help="what to draw there")
         s.add_argument("--output", default="edited.png")
         _add_sampling_arguments(s)
 
@@ -216,15 +222,22 @@ def train_stage(runner, stage, section, args):
 
 
 def cmd_edit(runner, args):
+    if bool(args.where) != bool(args.segmenter):
+        raise TfmmError("--where needs --segmenter PATH (a trained segment model), and --segmenter needs --where")
     task, config, _ = runner.load(args)
-    try:
-        box = tuple(float(v) for v in args.region.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4:
-        raise TfmmError(f"--region {args.region!r}: give x0,y0,x1,y1 in pixels")
-    edited, info = task.edit(read_image_files([args.image])[0], box, args.prompt, config.generation.edit_candidates,
-                             config.sampling.seed, config.sampling, config.generation.guidance_scale)
+    image = read_image_files([args.image])[0]
+    options = (config.generation.edit_candidates, config.sampling.seed, config.sampling, config.generation.guidance_scale)
+    if args.where:
+        edited, info = edit_where(task, from_preset(preset_path(args.segmenter)), image, args.where, args.prompt,
+                                  *options)
+    else:
+        try:
+            box = tuple(float(v) for v in args.region.split(","))
+        except ValueError:
+            box = ()
+        if len(box) != 4:
+            raise TfmmError(f"--region {args.region!r}: give x0,y0,x1,y1 in pixels")
+        edited, info = task.edit(image, box, args.prompt, *options)
     save_png(edited, args.output)
     print(f"re-sampled {info['cells']} of {info['tokens']} tokens; wrote {args.output}")
 

@@ -30,8 +30,9 @@ REPORTED = ("miou", "overall_iou", "precision@0.5", "precision@0.7", "precision@
 
 @dataclasses.dataclass
 class SegmentDataConfig(DataConfig):
-    # "shapes" (built-in expressions with masks: tfmm_shapes_referring), or a folder with refs.jsonl
-    # (or train/validation/test.jsonl): {"image", "mask", "text"} per line, paths relative to the file.
+    # "shapes" (built-in expressions with masks: tfmm_shapes_referring); "easy_vqa" (its images, masks from their
+    # pixels) or a folder in its layout; a RefCOCO-style COCO JSON file (polygons or RLE, with a "refs" list); or a
+    # folder with refs.jsonl (or train/validation/test.jsonl): {"image", "mask", "text"} per line.
     source: str = "shapes"
     batch_size: int = positive(32)
 
@@ -77,7 +78,9 @@ class Segment(App):
         texts = lambda: [t.decode() for b in train_examples.map(lambda e: e["text"]).batch(1024).as_numpy_iterator()  # noqa: E731
                          for t in b]
         tokenizer = build_tokenizer(config.model, texts, config.data.source)
-        return ReferringSegmenterPreprocessor(tokenizer, image_converter(config), config.model.sequence_length)
+        preprocessor = ReferringSegmenterPreprocessor(tokenizer, image_converter(config), config.model.sequence_length)
+        preprocessor.warn_overlong(texts(), "training expression")
+        return preprocessor
 
     def build_task(self, config, preprocessor):
         m = config.model
@@ -99,7 +102,8 @@ class Segment(App):
                               repeat=repeat)
 
     def evaluate(self, task, config, split, args=None):
-        """Scores on `split` (or on the folder `--data` names, in the user format)."""
+        """Scores on `split` (or on what `--data` names, read whole: a refs folder, an easy-VQA-layout folder or a
+        RefCOCO-style JSON file)."""
         checks = DataChecks(strict=config.data.strict)
         folder = getattr(args, "data", None)
         data = dataclasses.replace(config.data, source=folder, image_size=task.backbone.image_size) if folder \
@@ -156,7 +160,8 @@ class Segment(App):
 
     def add_eval_arguments(self, parser):
         super().add_eval_arguments(parser)
-        parser.add_argument("--data", help="score a folder in the user format (refs.jsonl or test.jsonl) instead")
+        parser.add_argument("--data", help="score user data instead: a refs.jsonl folder (its test.jsonl if split), "
+                            "an easy-VQA-layout folder, or a RefCOCO-style .json")
 
     def add_predict_arguments(self, parser):
         parser.add_argument("image")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tfmm.data.readers import read_json_file
 from tfmm.errors import TfmmError
 
 SHAPES = ("circle", "rectangle", "triangle")
@@ -69,10 +70,7 @@ def read_directory(path):
         raise TfmmError(f"VQA data directory not found: {path}")
     if not questions_file.is_file():
         raise TfmmError(f"{path} is not a VQA directory: questions.json is missing (expected images/*.png + questions.json)")
-    try:
-        rows = json.loads(questions_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TfmmError(f"{questions_file}: not valid JSON ({error})") from None
+    rows = read_json_file(questions_file)
     if not isinstance(rows, list):
         raise TfmmError(f"{questions_file}: expected a list of [question, answer, image id]")
     groups = {}

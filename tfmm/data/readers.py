@@ -26,6 +26,17 @@ def _add(grouped, image, caption, where):
     grouped.setdefault(image, []).append(caption.strip())
 
 
+def read_json_file(path, what="JSON file"):
+    """The parsed contents of a JSON file; a missing or unparsable file is a one-line error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise TfmmError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise TfmmError(f"{path}: invalid JSON ({error})") from None
+
+
 def jsonl_rows(path):
     """(line number, object) for each non-empty line of a JSON-lines file; bad lines are named."""
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -128,12 +139,7 @@ def read_coco_captions(path, image_dir=None):
     An image's `split` field (train, restval, val, test) is kept on its example; the data sources honour it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise TfmmError(f"COCO caption file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise TfmmError(f"{path}: invalid JSON: {error.msg}") from None
+    data = read_json_file(path, "COCO caption file")
     if not isinstance(data, dict) or "images" not in data:
         raise TfmmError(f"{path}: missing field 'images'")
     if image_dir is None:

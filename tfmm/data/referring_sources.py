@@ -1,6 +1,6 @@
-"""Data for referring segmentation: the built-in `shapes` expressions (`tfmm_shapes_referring`), or user data:
-a folder with `refs.jsonl` (or `train/validation/test.jsonl`), one line
-per expression:
+"""Data for referring segmentation: the built-in `shapes` expressions (`tfmm_shapes_referring`), easy-VQA images
+with masks from their pixels (`tfmm.data.referring_easy_vqa`), RefCOCO-style COCO JSON (`tfmm.data.referring_coco`),
+or a folder with `refs.jsonl` (or `train/validation/test.jsonl`), one line per expression:
 
     {"image": "images/0.png", "mask": "masks/0.png", "text": "the yellow triangle"}
 
@@ -116,10 +116,36 @@ def resize_mask(mask, image_size):
     return tf.cast(area > 0.5, tf.uint8)
 
 
+def _user_examples(data, split, checks):
+    """Examples `{"image_path", "text", "kind", "mask" (S, S)}` of a user source: an easy-VQA-layout folder (or
+    "easy_vqa"), a RefCOCO-style JSON file, or a refs folder; `split=None` reads it whole where it can."""
+    from tfmm.data.referring_coco import read_coco_refs
+    from tfmm.data.referring_easy_vqa import easy_vqa_referring
+
+    source, size = data.source, data.image_size
+    if source == "easy_vqa" or (Path(source) / "questions.json").is_file() \
+            or (Path(source) / "train" / "questions.json").is_file():
+        return easy_vqa_referring(source, split, data.validation_fraction, checks, size)
+    if str(source).endswith(".json"):
+        examples = read_coco_refs(source, checks, size)
+        examples = in_split(examples, split, data.validation_fraction) if examples and split else examples
+        if not examples:
+            raise TfmmError(f"{source}: no usable expressions" + (f" in the {split} split" if split else ""))
+    else:
+        examples = read_refs_folder(source, split, checks, data.validation_fraction)
+        for example in examples:
+            example["mask"] = resize_mask(load_mask(Path(example["mask_path"]).read_bytes()), size).numpy()
+    for example in examples:
+        example["kind"] = "target" if example["mask"].any() else "no_target"
+    return examples
+
+
 def load_referring(data, split, checks):
     """`{"image" uint8 (S, S, 3), "mask" uint8 (S, S), "text", "kind"}` of `split` at `data.image_size`: the built-in
-    expressions (`data.source = "shapes"`; kinds as `tfmm.data.referring`) or a user folder (kind `target` or
-    `no_target`, by the mask); `split=None` reads a user folder whole (see `read_refs_folder`)."""
+    expressions (`data.source = "shapes"`; kinds as `tfmm.data.referring`), easy-VQA images with masks from their
+    pixels (`"easy_vqa"` or a folder in its layout; kinds `attribute` and `no_target`), a RefCOCO-style JSON file, or
+    a refs folder (kind `target` or `no_target`, by the mask); `split=None` reads a user source whole (see
+    `read_refs_folder`)."""
     size = data.image_size
     if data.source == "shapes":
         from tfmm.data import referring_builder
@@ -136,10 +162,9 @@ def load_referring(data, split, checks):
         return dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE)
     if split in SHAPES_ONLY_SPLITS:
         raise TfmmError(f"the {split} split is the built-in shapes data's; {data.source} has train, validation, test")
-    examples = read_refs_folder(data.source, split, checks, data.validation_fraction)
-    masks = np.stack([resize_mask(load_mask(Path(e["mask_path"]).read_bytes()), size).numpy() for e in examples])
-    kinds = ["target" if m.any() else "no_target" for m in masks]
-    dataset = tf.data.Dataset.from_tensor_slices({"image": [e["image_path"] for e in examples], "mask": masks,
-                                                  "text": [e["text"] for e in examples], "kind": kinds})
-    return dataset.map(lambda e: {**e, "image": decode_and_resize(tf.io.read_file(e["image"]), size)},
+    examples = _user_examples(data, split, checks)
+    dataset = tf.data.Dataset.from_tensor_slices({key: [e[key] for e in examples]
+                                                  for key in ("image_path", "mask", "text", "kind")})
+    return dataset.map(lambda e: {"image": decode_and_resize(tf.io.read_file(e["image_path"]), size),
+                                  "mask": e["mask"], "text": e["text"], "kind": e["kind"]},
                        num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,3 +1,5 @@
+import sys
+
 import keras_hub
 import numpy as np
 import tensorflow as tf
@@ -97,12 +99,34 @@ class Preprocessor(keras_hub.models.Preprocessor):
         for index, text in enumerate(texts):
             if not text.strip():
                 raise TfmmError(f"{what} #{index} is empty")
+        self.warn_overlong(texts, what)
         if require_known_words:
             known = self.known_words(self.tokenize_numpy(texts)["token_ids"]).numpy()
             for index, count in enumerate(known):
                 if count == 0:
                     raise TfmmError(f"{what} #{index} {texts[index]!r} has no word the model knows")
         return texts
+
+    def overlong(self, texts):
+        """The texts whose tokens do not fit `sequence_length`: the packer cuts their tail."""
+        if not texts or self.tokenizer is None:
+            return []
+        packed = self.tokenize(tf.constant(texts))
+        full = tf.reduce_all(packed["padding_mask"] > 0, axis=-1).numpy()
+        end = self.packing_ids().get("end_value")
+        if isinstance(end, int):  # a sequence that ends exactly on its end token still fits
+            full &= packed["token_ids"][:, -1].numpy() != end
+        return [text for text, cut in zip(texts, full) if cut]
+
+    def warn_overlong(self, texts, what="text"):
+        """Says once per preprocessor that texts longer than `sequence_length` are truncated."""
+        if getattr(self, "_overlong_warned", False):
+            return
+        cut = self.overlong(list(texts))
+        if cut:
+            self._overlong_warned = True
+            print(f"warning: {len(cut)} {what}(s) longer than sequence_length {self.sequence_length} tokens are "
+                  f"truncated, e.g. {cut[0]!r} (said once)", file=sys.stderr)
 
     # ---------------------------------------------------------------------------------------- images
 

@@ -22,7 +22,7 @@ class TextToImageGenerator(Task):
     `fit` on raw `{"prompts", "image_ids"}` batches: cross-entropy of every image token. Sampling uses
     `tfmm.decoding.sample` with a key/value cache and classifier-free guidance (`guidance_scale` ≠ 1:
     the logits of the prompt and of the empty prompt are mixed, uncond + s·(cond − uncond)). Raw inputs:
-    `generate(prompts, seed)` → uint8 images, `edit(image, box, prompt)`; `sampling` holds the default
+    `generate(prompts, seed)` → uint8 images, `edit(image, box or cells, prompt)`; `sampling` holds the default
     temperature / top-k (0 = every code) / top-p.
     """
 
@@ -142,32 +142,47 @@ class TextToImageGenerator(Task):
         known = self.preprocessor.known_words(self.preprocessor.tokenize_numpy(list(prompts))["token_ids"]).numpy()
         return [i for i, count in enumerate(known) if count == 0]
 
-    def edit(self, image, box, prompt, candidates=8, seed=0, sampling=None, guidance_scale=None):
-        """Re-samples the tokens whose cells meet `box` (x0, y0, x1, y1 in pixels of the model's image size)
-        for `prompt`, keeping the rest; of `candidates` samples keeps the one the model finds most likely as
-        a whole image (so the tokens after the region, which the causal model cannot see while sampling,
-        count). `image`: one raw image. Returns (uint8 image, {"cells", "tokens"})."""
+    def box_cells(self, box):
+        """(g, g) bool: the token cells a box (x0, y0, x1, y1 in pixels of the model's image size) meets."""
         size, grid = self.image_size, self.grid_size
         x0, y0, x1, y1 = box
         if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
             raise TfmmError(f"region {tuple(box)} is not inside the {size}×{size} image (x0 < x1, y0 < y1, 0…{size})")
+        cell = size / grid
+        cells = np.zeros((grid, grid), bool)
+        cells[int(y0 // cell):int(math.ceil(y1 / cell)), int(x0 // cell):int(math.ceil(x1 / cell))] = True
+        return cells
+
+    def mask_cells(self, mask):
+        """(g, g) bool: the token cells a pixel mask (H, W; > 0 = marked, any size) marks any pixel of."""
+        grid = self.grid_size
+        mask = np.asarray(mask) > 0
+        if mask.ndim != 2:
+            raise TfmmError(f"an edit mask must be (height, width), got shape {mask.shape}")
+        area = tf.image.resize(tf.constant(mask, tf.float32)[None, ..., None], (grid, grid), method="area")
+        return area.numpy()[0, ..., 0] > 0
+
+    def edit(self, image, region, prompt, candidates=8, seed=0, sampling=None, guidance_scale=None):
+        """Re-samples the tokens of `region` for `prompt` and keeps every other token; of `candidates`
+        samples keeps the one the model finds most likely as a whole image (so the tokens after the region,
+        which the causal model cannot see while sampling, count). `image`: one raw image; `region`: a box
+        (x0, y0, x1, y1 in pixels of the model's image size) or the cells to redraw, (g, g) bool (`box_cells`,
+        `mask_cells`). Returns (uint8 image, {"cells", "tokens", "redrawn" (g, g) bool})."""
+        grid = self.grid_size
+        cells = np.asarray(region, bool) if np.ndim(region) == 2 else self.box_cells(region)
+        if cells.shape != (grid, grid) or not cells.any():
+            raise TfmmError(f"the region to redraw marks no token cell of the {grid}×{grid} grid")
         if candidates < 1:
             raise TfmmError(f"edit candidates must be at least 1, got {candidates}")
-        cell = size / grid
-        rows = range(int(y0 // cell), int(math.ceil(y1 / cell)))
-        columns = range(int(x0 // cell), int(math.ceil(x1 / cell)))
         tokens = self.encode([image] if isinstance(image, bytes) else np.asarray(image)[None])[0]
-        forced = tokens.copy()
-        for r in rows:
-            for c in columns:
-                forced[r, c] = -1
+        forced = np.where(cells, -1, tokens)
         forced = np.repeat(forced.reshape(1, -1), candidates, axis=0)
         drawn = self.sample_tokens([prompt] * candidates, seed, sampling, guidance_scale, forced_ids=forced)
         drawn = drawn.reshape(candidates, -1)
         text_ids = np.repeat(self.preprocessor.tokenize_numpy([prompt])["token_ids"], candidates, axis=0)
         scores = ops.convert_to_numpy(self.log_likelihood(tf.constant(text_ids), tf.constant(drawn)))
         best = drawn[int(np.argmax(scores))].reshape(1, grid, grid)
-        return self.decode(best)[0], {"cells": len(rows) * len(columns), "tokens": grid * grid}
+        return self.decode(best)[0], {"cells": int(cells.sum()), "tokens": grid * grid, "redrawn": cells}
 
     def get_config(self):
         return {**super().get_config(), "vqvae": keras.layers.serialize(self.vqvae), "guidance_scale": self.guidance_scale,

@@ -7,6 +7,7 @@ from tfmm.testing.checks import (
     assert_keras_round_trip,
     assert_layer_round_trip,
     assert_picture,
+    record_calls,
     tiny_retrieval_config,
     train_app,
 )
@@ -14,4 +15,4 @@ from tfmm.testing.task_checks import check_fit, check_in_fresh_process, check_ke
 
 __all__ = ["TrainedApp", "train_app", "assert_picture",
            "assert_keras_round_trip", "assert_layer_round_trip", "check_fit", "check_in_fresh_process",
-           "check_keras_round_trip", "raw_dataset", "tiny_retrieval_config", "tiny_tasks"]
+           "check_keras_round_trip", "raw_dataset", "record_calls", "tiny_retrieval_config", "tiny_tasks"]

@@ -95,3 +95,16 @@ def assert_picture(path, min_side=64):
 
     with Image.open(path) as image:
         assert image.format == "PNG" and min(image.size) >= min_side, (path, image.format, image.size)
+
+
+def record_calls(monkeypatch, owner, name):
+    """Wraps `owner.name` so each call's first argument is appended to the returned list (the call still runs)."""
+    calls = []
+    original = getattr(owner, name)
+
+    def recording(first, *args, **kwargs):
+        calls.append(first)
+        return original(first, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls

@@ -15,7 +15,7 @@ import tfmm  # noqa: F401  (first: TensorFlow is imported without its start-up l
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SUITES = ("retrieval", "peer", "serving", "scaling", "vqa", "classify", "caption", "generate")
+SUITES = ("retrieval", "peer", "serving", "scaling", "vqa", "classify", "caption", "generate", "segment")
 
 
 def suite_module(name):
