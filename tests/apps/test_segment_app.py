@@ -124,7 +124,7 @@ def test_predict_plots_and_bad_input_is_one_line(trained, user_folder, tmp_path,
 
 @pytest.mark.parametrize("setting, message", [
     ("data.augment.flip=true", "data.augment.flip: the segment app cannot honour it"),
-    ("data.image_size=30", "data.image_size 30 is not divisible by 4"),
+    ("data.image_size=30", "data.image_size 30 is not divisible by 16"),
 ])
 def test_settings_it_cannot_honour_are_refused(setting, message, capsys):
     assert run_cli("train", "--set", setting) == 2

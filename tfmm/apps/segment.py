@@ -43,7 +43,9 @@ class SegmentModelConfig:
     # film (a U-Net with FiLM from the sentence at every decoder scale) or cross_attention (a Transformer–U-Net:
     # image positions attend to the words at the bottleneck and every skip level)
     conditioning: str = one_of(CONDITIONINGS, "film")
-    filters: list = dataclasses.field(default_factory=lambda: [32, 64, 128])  # U-Net widths, top to bottleneck
+    # U-Net widths, full resolution to bottleneck: narrow at the top (cheap at 64×64), four halvings so the
+    # bottleneck sees the whole image ("left of" the anchor, wherever it is).
+    filters: list = dataclasses.field(default_factory=lambda: [8, 16, 32, 64, 128])
     num_heads: int = positive(4)  # cross_attention's heads
     dice_weight: float = at_least(0, 1.0)  # loss = per-pixel cross-entropy + this × soft Dice
     threshold: float = at_least(0, 0.5)  # a pixel is marked when its probability is above this
@@ -62,7 +64,7 @@ class SegmentModelConfig:
 
 
 SegmentConfig = app_config("SegmentConfig", SegmentDataConfig, SegmentModelConfig,
-                           TrainConfig(epochs=12, learning_rate=2e-3))
+                           TrainConfig(epochs=4, learning_rate=2e-3))
 
 
 class Segment(App):
