@@ -90,7 +90,7 @@ def test_export_serves_masks_without_tfmm_and_tflite_keeps_to_builtin_ops(traine
                                                    {"images": images, "texts": texts})},
                                     tmp_path / "fresh", folder, {"segment": {"image_bytes": pngs, "text": texts}})
     expected = trained.task.segment_details(images, texts)
-    for got, mask in zip(served["segment"]["mask_png"], expected["masks"]):
+    for got, mask in zip(served["segment"]["mask_png_bytes"], expected["masks"]):
         assert got.startswith("base64:")  # binary outputs come back base64-encoded
         decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(got.removeprefix("base64:")))))
         np.testing.assert_array_equal(decoded > 0, mask.astype(bool))
@@ -161,10 +161,10 @@ def test_the_export_is_served_over_rest_and_grpc_by_tfmm_serving(trained, export
             request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
             request.inputs["text"].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
             outputs = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60).outputs
-            grpc_masks = tf.make_ndarray(outputs["mask_png"])
+            grpc_masks = tf.make_ndarray(outputs["mask_png_bytes"])
             grpc_scores = tf.make_ndarray(outputs["score"])
     for index, mask in enumerate(expected["masks"]):
-        np.testing.assert_array_equal(_png_mask(base64.b64decode(rest[index]["mask_png"]["b64"])), mask.astype(bool))
+        np.testing.assert_array_equal(_png_mask(base64.b64decode(rest[index]["mask_png_bytes"]["b64"])), mask.astype(bool))
         np.testing.assert_array_equal(_png_mask(grpc_masks[index]), mask.astype(bool))
     np.testing.assert_allclose([r["score"] for r in rest], expected["score"], atol=1e-5)
     np.testing.assert_allclose(grpc_scores, expected["score"], atol=1e-5)
@@ -177,12 +177,16 @@ def test_an_expression_longer_than_the_sequence_is_truncated_with_one_warning(tr
     long_text = " ".join(["the red circle"] * length)
     fits = "the red circle"
     assert task.preprocessor.overlong([fits, long_text]) == [long_text]
-    # A reader of the tokens: the long text's packed tokens are its first sequence_length tokens, end token cut.
+    # A reader of the tokens: the packer keeps the first sequence_length − 2 word tokens between start and end.
+    words = task.preprocessor.tokenize_numpy([fits])["token_ids"][0]
+    per_phrase = int((words != task.preprocessor.packing_ids()["pad_value"]).sum()) - 2
     packed = task.preprocessor.tokenize_numpy([long_text])["token_ids"][0]
-    assert (packed != task.preprocessor.packing_ids()["pad_value"]).all()
+    assert (packed != task.preprocessor.packing_ids()["pad_value"]).all() and length - 2 < per_phrase * length
+    exact = " ".join(["the red circle"] * ((length - 2) // per_phrase))  # fills the room or less: not cut
+    assert task.preprocessor.overlong([exact]) == []
     task.preprocessor._overlong_warned = False
-    task.segment([np.zeros((32, 32, 3), np.uint8)] * 2, [long_text, fits])
-    task.segment([np.zeros((32, 32, 3), np.uint8)], [long_text])
+    task.segment(np.zeros((2, 32, 32, 3), np.uint8), [long_text, fits])
+    task.segment(np.zeros((1, 32, 32, 3), np.uint8), [long_text])
     err = capsys.readouterr().err
     assert err.count("longer than sequence_length") == 1 and f"1 text(s) longer than sequence_length {length}" in err
 

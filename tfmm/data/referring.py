@@ -87,12 +87,29 @@ def _multiple(scene, rng):
 
 
 def _no_target(scene, rng):
-    present = {(o.colour, o.shape) for o in scene.objects}
-    absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in present]
-    colour, shape = absent[int(rng.integers(len(absent)))]
-    if rng.random() < 0.5 and colour not in {o.colour for o in scene.objects}:
-        return f"{colour} shape", []
-    return f"{colour} {shape}", []
+    """A phrase in one of the attribute forms (`_descriptors`) that fits no object of the scene. Every form is as
+    likely as the scene allows, so no form tells on its own that an expression names nothing: the model has to
+    look for the object."""
+    forms = {}
+    for size in SIZES:
+        for colour in COLOURS:
+            for shape in SHAPES:
+                forms.setdefault("size colour shape", []).append(
+                    (f"{size} {colour} {shape}", lambda o, z=size, c=colour, s=shape: (o.size, o.colour, o.shape) == (z, c, s)))
+    for colour in COLOURS:
+        for shape in SHAPES:
+            forms.setdefault("colour shape", []).append(
+                (f"{colour} {shape}", lambda o, c=colour, s=shape: (o.colour, o.shape) == (c, s)))
+        forms.setdefault("colour shape-word", []).append((f"{colour} shape", lambda o, c=colour: o.colour == c))
+        forms.setdefault("colour object", []).append((f"{colour} object", lambda o, c=colour: o.colour == c))
+    for shape in SHAPES:
+        forms.setdefault("shape", []).append((shape, lambda o, s=shape: o.shape == s))
+        for size in SIZES:
+            forms.setdefault("size shape", []).append((f"{size} {shape}", lambda o, z=size, s=shape: (o.size, o.shape) == (z, s)))
+    absent = [[phrase for phrase, fits in phrases if not any(fits(o) for o in scene.objects)] for phrases in forms.values()]
+    absent = [phrases for phrases in absent if phrases]
+    phrases = absent[int(rng.integers(len(absent)))]
+    return phrases[int(rng.integers(len(phrases)))], []
 
 
 _MAKERS = {"attribute": _attribute, "relation": _relation, "multiple": _multiple, "no_target": _no_target}
@@ -109,15 +126,22 @@ def expression(scene, rng, kind, phrasing="train"):
     return templates[int(rng.integers(len(templates)))].format(phrase), targets
 
 
-def referring_examples(scene, image_size, rng, kinds=KINDS, phrasing="train"):
-    """Every kind of expression the scene allows, one each: a list of {"text", "kind", "mask" (H, W) uint8 0/1}."""
+# Per scene: two attribute expressions (the commonest kind in use, and the one the no-target expressions share
+# their forms with), then one of every other kind the scene allows.
+PER_SCENE = ("attribute", "attribute", "relation", "multiple", "no_target")
+
+
+def referring_examples(scene, image_size, rng, kinds=PER_SCENE, phrasing="train"):
+    """The expressions of `kinds` the scene allows (a repeated text once): a list of {"text", "kind", "mask" (H, W)
+    uint8 0/1}."""
     masks = object_masks(scene, image_size)
-    examples = []
+    examples, texts = [], set()
     for kind in kinds:
         made = expression(scene, rng, kind, phrasing)
-        if made is None:
+        if made is None or made[0] in texts:
             continue
         text, targets = made
+        texts.add(text)
         mask = np.zeros((image_size, image_size), np.uint8)
         for index in targets:
             mask |= masks[index].astype(np.uint8)

@@ -1,5 +1,6 @@
-"""`tfmm_shapes_referring` as a TensorFlow Datasets builder: `shapes` scenes, each with one referring expression
-of every kind it allows and the mask that expression names (`tfmm.data.referring`). Offline, like `tfmm_shapes`,
+"""`tfmm_shapes_referring` as a TensorFlow Datasets builder: `shapes` scenes, each with the referring expressions
+`tfmm.data.referring.PER_SCENE` lists (two attribute ones, one of every other kind it allows) and the mask each
+names. Offline, like `tfmm_shapes`,
 and its images are `tfmm_shapes`' images of the same split and index.
 
 Splits: `train`, `validation`, `test`, `heldout` (scenes of the colour–shape combinations training never shows)
@@ -20,7 +21,7 @@ SCENE_SPLITS = {"train": "train", "validation": "validation", "test": "test", "h
 @dataclasses.dataclass
 class ReferringConfig(tfds.core.BuilderConfig):
     image_size: int = 64
-    num_train: int = 6000  # scenes; each gives 3–4 expressions
+    num_train: int = 6000  # scenes; each gives 4–5 expressions
     num_validation: int = 500
     num_test: int = 500
     num_heldout: int = 300
@@ -30,8 +31,9 @@ class ReferringConfig(tfds.core.BuilderConfig):
 class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
     """Referring expressions on procedural shapes scenes, with their masks."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.",
+                     "1.1.0": "Two attribute expressions per scene; no-target expressions in every attribute form."}
     BUILDER_CONFIGS = [
         ReferringConfig(name="default", description="64×64, 6k training scenes"),
         ReferringConfig(name="small", description="64×64, 1.5k training scenes", num_train=1500, num_validation=150,

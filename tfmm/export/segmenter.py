@@ -1,7 +1,7 @@
 """Export of a trained `ReferringSegmenter`: a TF Serving SavedModel with raw inputs, and TFLite.
 
 SavedModel signatures (`<base>/<name>/<version>/`):
-- `segment` (`serving_default`): `image_bytes` string[n], `text` string[n] → `mask_png` string[n] (a PNG of the
+- `segment` (`serving_default`): `image_bytes` string[n], `text` string[n] → `mask_png_bytes` string[n] (a PNG of the
   mask at the model's S×S, 255 = named), `probabilities` float[n, S, S] and `score` float[n] (the mean probability
   over the marked pixels; 0 for an empty mask: the expression names nothing).
 - `segment_tensors`: the TFLite model's tensors → `logits` float[n, S, S].
@@ -26,7 +26,7 @@ def build_archive(model):
                                   message="give one text per image: image_bytes and text differ in length")
         result = model.segment_tensors(image_bytes, text)
         pngs = tf.map_fn(lambda m: tf.io.encode_png(m[..., None] * 255), result["masks"], fn_output_signature=tf.string)
-        return {"mask_png": pngs, "probabilities": result["probabilities"], "score": result["score"]}
+        return {"mask_png_bytes": pngs, "probabilities": result["probabilities"], "score": result["score"]}
 
     def segment_tensors(images, token_ids, padding_mask):
         return {"logits": model({"images": images, "token_ids": token_ids, "padding_mask": padding_mask},

@@ -108,15 +108,22 @@ class Preprocessor(keras_hub.models.Preprocessor):
         return texts
 
     def overlong(self, texts):
-        """The texts whose tokens do not fit `sequence_length`: the packer cuts their tail."""
+        """The texts with more tokens than `sequence_length` leaves room for beside the start and end tokens: the
+        packer cuts their tail (and still ends them with the end token, so the packed ids cannot tell)."""
         if not texts or self.tokenizer is None:
             return []
-        packed = self.tokenize(tf.constant(texts))
-        full = tf.reduce_all(packed["padding_mask"] > 0, axis=-1).numpy()
-        end = self.packing_ids().get("end_value")
-        if isinstance(end, int):  # a sequence that ends exactly on its end token still fits
-            full &= packed["token_ids"][:, -1].numpy() != end
-        return [text for text, cut in zip(texts, full) if cut]
+        if not self.built:
+            self.build()
+        tokens = self.tokenizer(self.standardize(tf.constant(texts)))
+        if isinstance(tokens, tf.RaggedTensor):
+            lengths = tokens.row_lengths().numpy()
+        elif isinstance(tokens, list):  # keras-hub hands eager results back as lists
+            lengths = [len(row) for row in tokens]
+        else:  # a tokenizer that pads to a length of its own: nothing to count
+            return []
+        ids = self.packing_ids()
+        room = self.sequence_length - sum(ids.get(k) is not None for k in ("start_value", "end_value"))
+        return [text for text, length in zip(texts, lengths) if length > room]
 
     def warn_overlong(self, texts, what="text"):
         """Says once per preprocessor that texts longer than `sequence_length` are truncated."""
