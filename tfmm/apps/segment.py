@@ -64,7 +64,7 @@ class SegmentModelConfig:
 
 
 SegmentConfig = app_config("SegmentConfig", SegmentDataConfig, SegmentModelConfig,
-                           TrainConfig(epochs=4, learning_rate=2e-3))
+                           TrainConfig(epochs=3, learning_rate=2e-3))
 
 
 class Segment(App):
