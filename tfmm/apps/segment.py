@@ -77,11 +77,11 @@ class Segment(App):
         return load_referring(config.data, split, checks)
 
     def build_preprocessor(self, config, train_examples):
-        texts = lambda: [t.decode() for b in train_examples.map(lambda e: e["text"]).batch(1024).as_numpy_iterator()  # noqa: E731
-                         for t in b]
-        tokenizer = build_tokenizer(config.model, texts, config.data.source)
+        # One pass over the training split: the vocabulary (when no pretrained one comes) and the length check.
+        texts = [t.decode() for b in train_examples.map(lambda e: e["text"]).batch(1024).as_numpy_iterator() for t in b]
+        tokenizer = build_tokenizer(config.model, lambda: texts, config.data.source)
         preprocessor = ReferringSegmenterPreprocessor(tokenizer, image_converter(config), config.model.sequence_length)
-        preprocessor.warn_overlong(texts(), "training expression")
+        preprocessor.warn_overlong(texts, "training expression")
         return preprocessor
 
     def build_task(self, config, preprocessor):
