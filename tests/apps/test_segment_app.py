@@ -177,13 +177,16 @@ def test_an_expression_longer_than_the_sequence_is_truncated_with_one_warning(tr
     long_text = " ".join(["the red circle"] * length)
     fits = "the red circle"
     assert task.preprocessor.overlong([fits, long_text]) == [long_text]
-    # A reader of the tokens: the packer keeps the first sequence_length − 2 word tokens between start and end.
+    # A reader of the tokens: the packer keeps start, the first sequence_length − 2 word tokens, then end.
+    ids = task.preprocessor.packing_ids()
     words = task.preprocessor.tokenize_numpy([fits])["token_ids"][0]
-    per_phrase = int((words != task.preprocessor.packing_ids()["pad_value"]).sum()) - 2
+    phrase = [int(t) for t in words[1:] if t not in (ids["end_value"], ids["pad_value"])]
     packed = task.preprocessor.tokenize_numpy([long_text])["token_ids"][0]
-    assert (packed != task.preprocessor.packing_ids()["pad_value"]).all() and length - 2 < per_phrase * length
-    exact = " ".join(["the red circle"] * ((length - 2) // per_phrase))  # fills the room or less: not cut
-    assert task.preprocessor.overlong([exact]) == []
+    expected = [ids["start_value"], *(phrase * length)[:length - 2], ids["end_value"]]
+    np.testing.assert_array_equal(packed, expected)
+    # The boundary: a one-token word repeated to fill the room exactly is not cut; one more is.
+    full, over = " ".join(["the"] * (length - 2)), " ".join(["the"] * (length - 1))
+    assert task.preprocessor.overlong([full, over]) == [over]
     task.preprocessor._overlong_warned = False
     task.segment(np.zeros((2, 32, 32, 3), np.uint8), [long_text, fits])
     task.segment(np.zeros((1, 32, 32, 3), np.uint8), [long_text])
