@@ -44,13 +44,13 @@ def _descriptors(obj):
     ]
 
 
-def _unique_phrases(scene, obj):
+def unique_phrases(scene, obj):
     return [phrase for phrase, fits in _descriptors(obj) if sum(fits(o) for o in scene.objects) == 1]
 
 
 def _attribute(scene, rng):
     for target in rng.permutation(len(scene.objects)):  # an object no attribute singles out is skipped
-        phrases = _unique_phrases(scene, scene.objects[target])
+        phrases = unique_phrases(scene, scene.objects[target])
         if phrases:
             return str(rng.choice(phrases)), [int(target)]
     return None
@@ -60,7 +60,7 @@ def _relation(scene, rng):
     if len(scene.objects) < 2:
         return None
     anchor = int(rng.integers(len(scene.objects)))
-    phrases = _unique_phrases(scene, scene.objects[anchor])
+    phrases = unique_phrases(scene, scene.objects[anchor])
     # Objects are sorted left to right: an end object has one side with a single neighbour-side object.
     sides = [(word, side) for word, side in (("left of", range(anchor)), ("right of", range(anchor + 1, len(scene.objects))))
              if len(side) == 1]

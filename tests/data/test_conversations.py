@@ -1,0 +1,151 @@
+"""LLaVA conversation JSON: records read and written back unchanged, bad records named by file, index and id and
+skipped; the built-in instruction conversations answer what they ask, checked by a reader of the words against the
+scene."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfmm.data import DataChecks
+from tfmm.data.conversations import Conversation, read_conversations, write_conversations
+from tfmm.data.instructions import QUESTIONS, normalise_answer, scene_conversation
+from tfmm.data.shapes import COLOURS, SHAPES, SIZES, sample_scene
+from tfmm.errors import TfmmError
+
+
+def _record(index, turns=(("what colour is it?", "red"),), image=None):
+    messages = []
+    for number, (question, answer) in enumerate(turns):
+        messages += [{"from": "human", "value": ("<image>\n" if number == 0 else "") + question},
+                     {"from": "gpt", "value": answer}]
+    return {"id": str(index), "image": image or f"images/{index}.png", "conversations": messages}
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "images").mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    return tmp_path
+
+
+def test_records_read_and_written_back_unchanged(folder):
+    records = [_record(0, [("what colour is the circle?", "Red."), ("and its size?", "small")]),
+               {**_record(1), "intents": ["colour"]},
+               {**_record(2), "conversations": [{"from": "human", "value": "is it red?\n<image>"},
+                                                {"from": "gpt", "value": "yes"}]}]
+    (folder / "chat.json").write_text(json.dumps(records))
+    read = read_conversations(folder / "chat.json", DataChecks())
+    assert read[0] == Conversation("0", folder / "images/0.png",
+                                   (("what colour is the circle?", "Red."), ("and its size?", "small")), ("", ""))
+    assert read[1].intents == ("colour",) and read[2].turns == (("is it red?", "yes"),)
+    out = folder / "copy" / "again.json"
+    write_conversations(read, out)
+    again = read_conversations(out, DataChecks())
+    assert [(c.id, c.image.resolve(), c.turns, c.intents) for c in again] == \
+        [(c.id, c.image.resolve(), c.turns, c.intents) for c in read]
+    assert json.loads(out.read_text())[0]["image"] == "../images/0.png"
+
+
+def test_bad_records_are_named_and_skipped(folder):
+    (folder / "images" / "broken.png").write_bytes(b"\x89PNG not really")
+    records = [_record(i) for i in range(12)]
+    records[1] = "just text"
+    records[2].pop("conversations")
+    records[3]["conversations"][0]["value"] = "what colour is it?"  # no <image>
+    records[4]["conversations"] = records[4]["conversations"][:1]  # a question with no answer
+    records[5]["conversations"][1]["from"] = "human"
+    records[6]["conversations"][0]["value"] = "<image>  "
+    records[7]["image"] = "images/missing.png"
+    records[8]["image"] = "images/broken.png"
+    records[9]["intents"] = ["colour", "shape"]
+    records[10]["id"] = "0"
+    (folder / "chat.json").write_text(json.dumps(records))
+    logged = []
+    checks = DataChecks(log=logged.append)
+    assert [c.id for c in read_conversations(folder / "chat.json", checks)] == ["0", "11"]
+    joined = "\n".join(logged)
+    for where, reason in [("record 1", "not a JSON object"), ("record 2 (id '2')", "missing field 'conversations'"),
+                          ("record 3 (id '3')", "the first human message has no <image>"),
+                          ("record 4 (id '4')", "the last message (0) is the human's: it has no answer"),
+                          ("record 5 (id '5')", "message 1 is from 'human', expected 'gpt'"),
+                          ("record 6 (id '6')", "message 0: empty question"),
+                          ("record 7 (id '7')", f"image {folder / 'images/missing.png'}: file not found"),
+                          ("record 8 (id '8')", f"image {folder / 'images/broken.png'}: unreadable image"),
+                          ("record 9 (id '9')", "'intents' must be a list of 1 strings, one per assistant turn"),
+                          ("record 10 (id '0')", "id '0' appears twice")]:
+        assert f"chat.json: {where}: {reason}" in joined, (where, reason, joined)
+    with pytest.raises(TfmmError, match=r"chat.json: record 1: not a JSON object \(strict mode\)"):
+        read_conversations(folder / "chat.json", DataChecks(strict=True))
+    (folder / "dict.json").write_text("{}")
+    with pytest.raises(TfmmError, match="dict.json: a LLaVA conversation file is a JSON list of records, got dict"):
+        read_conversations(folder / "dict.json", DataChecks())
+
+
+def _fits(objects, words):
+    return [o for o in objects if all(w in (o.colour, o.shape, o.size) for w in words)]
+
+
+def _oracle(scene, question, previous):
+    """(the answer to a built-in question, read from its words and the scene alone; the object it asks about)."""
+    words = normalise_answer(question).split()
+    small_or_large = "small" in words and "large" in words  # "is the red object small or large?"
+    named = [w for w in words if w in COLOURS + SHAPES + (() if small_or_large else SIZES)]
+    listing = lambda objs: ", ".join(o.phrase() for o in objs[:-1]) + (" and " if len(objs) > 1 else "") + objs[-1].phrase()
+    if "describe" in words or "tell" in words or question == "what do you see?":
+        return listing(scene.objects), None
+    if "many" in words or "count" in words or "number" in words:
+        return ("none", "one", "two", "three")[len(scene.objects)], None
+    if "it" in words or "its" in words:
+        attribute = next(w for w in ("colour", "shape", "size") if w in words)
+        return getattr(previous, attribute), previous
+    if "left" in words or "right" in words:
+        found = _fits(scene.objects, named)
+        assert len(found) == 1, (scene.key, question)
+        anchor = found[0]
+        index = scene.objects.index(anchor)
+        side = scene.objects[:index] if "left" in words else scene.objects[index + 1:]
+        return (listing(side) if side else "nothing"), None
+    if words[0] in ("is", "does", "can") and not small_or_large:
+        there = bool(_fits(scene.objects, named))
+        if "no" in words or "not" in words or "without" in words:
+            thing = " ".join(named)
+            return (f"no there is a {thing}" if there else f"yes there is no {thing}"), None
+        return ("yes" if there else "no"), None
+    attribute = "size" if ("size" in words or "big" in words or small_or_large) else \
+        "colour" if "colour" in words else "shape"
+    found = _fits(scene.objects, named)
+    if not found:
+        return f"there is no {named[0]}", None
+    target, = found
+    return getattr(target, attribute), target
+
+
+def _template_of(question):
+    """(intent, phrasing) of the one template that `question` fills in."""
+    fields = {"x": "[a-z ]+", "side": "(left|right) of", "attribute": "(colour|shape|size)"}
+    found = [(intent, phrasing) for intent, sets in QUESTIONS.items() for phrasing, templates in sets.items()
+             for t in templates if re.fullmatch(re.escape(t).replace(r"\{", "{").replace(r"\}", "}").format(**fields), question)]
+    assert len(found) == 1, (question, found)
+    return found[0]
+
+
+@pytest.mark.parametrize("phrasing", ["train", "heldout"])
+def test_built_in_answers_are_what_the_scene_says(phrasing):
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(300):
+        scene = sample_scene(rng, 32, "train")
+        turns, intents = scene_conversation(scene, rng, phrasing)
+        previous = None
+        for (question, answer), intent in zip(turns, intents):
+            expected, previous = _oracle(scene, question, previous)
+            assert normalise_answer(answer) == normalise_answer(expected), (scene.key, question, answer, expected)
+            seen.add(intent)
+            assert _template_of(question)[1] == phrasing, question
+    assert seen == {"describe", "count", "colour", "shape", "size", "relation", "yes/no", "absent", "follow-up"}
+
+

@@ -1,0 +1,149 @@
+"""The built-in visual instruction set: conversations about `shapes` scenes and easy-VQA images.
+
+Intents (one label per assistant turn, what `eval` reports by): `describe`, `count`, `colour`, `shape`, `size`,
+`relation`, `yes/no` (with negated questions, whose answers restate the fact so no convention is needed),
+`absent` (a question about an object the image does not have: the answer says so), and `follow-up` (a question
+that refers to the object of the turn before: "and what colour is it?"). Every intent has several phrasings;
+the `heldout` ones never appear in training and make the held-out-phrasing test. Answers are short and have one
+form per fact, so exact match (lower-cased, punctuation stripped) is a fair score.
+"""
+
+from tfmm.data.referring import unique_phrases
+from tfmm.data.shapes import COLOURS, SHAPES
+
+NUMBERS = ("none", "one", "two", "three", "four")
+
+# {intent: {"train" | "heldout": question templates}}
+QUESTIONS = {
+    "describe": {"train": ("describe the image.", "what do you see?", "describe this picture from left to right."),
+                 "heldout": ("tell me what is in the image.",)},
+    "count": {"train": ("how many shapes are there?", "how many objects are in the image?", "count the shapes."),
+              "heldout": ("what is the number of shapes?",)},
+    "colour": {"train": ("what colour is the {x}?", "which colour does the {x} have?"),
+               "heldout": ("what is the colour of the {x}?",)},
+    "shape": {"train": ("what shape is the {x}?", "which shape is the {x}?"),
+              "heldout": ("what kind of shape is the {x}?",)},
+    "size": {"train": ("what size is the {x}?", "is the {x} small or large?"),
+             "heldout": ("how big is the {x}?",)},
+    "relation": {"train": ("what is {side} the {x}?", "which shape is {side} the {x}?"),
+                 "heldout": ("what can you see {side} the {x}?",)},
+    "yes/no": {"train": ("is there a {x}?", "does the image contain a {x}?"),
+               "heldout": ("can you see a {x}?",)},
+    "negated": {"train": ("is there no {x}?", "is there not a {x}?"),
+                "heldout": ("is the image without a {x}?",)},
+    "follow-up": {"train": ("and what {attribute} is it?", "what {attribute} is it?"),
+                  "heldout": ("and its {attribute}?",)},
+}
+
+
+def _pick(rng, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _ask(intent, rng, phrasing, **words):
+    return _pick(rng, QUESTIONS[intent][phrasing]).format(**words)
+
+
+def _listing(objects):
+    names = [o.phrase() for o in objects]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _things_without(obj, attribute, scene):
+    """The phrases that name `obj` uniquely in `scene` without telling its `attribute` ("red shape" said as
+    "red object", so "what shape is the red object?")."""
+    phrases = [p for p in unique_phrases(scene, obj) if getattr(obj, attribute) not in p.split()]
+    return [p[:-len("shape")] + "object" if p.endswith(" shape") else p for p in phrases]
+
+
+def _about_object(scene, rng, phrasing):
+    """(question, answer, intent, object index) about one attribute of one object, or None where no phrase
+    names the object without giving the answer away."""
+    index = int(rng.integers(len(scene.objects)))
+    obj = scene.objects[index]
+    choices = [(attribute, thing) for attribute in ("colour", "shape", "size")
+               for thing in _things_without(obj, attribute, scene)]
+    if not choices:
+        return None
+    attribute, thing = _pick(rng, choices)
+    return _ask(attribute, rng, phrasing, x=thing), getattr(obj, attribute), attribute, index
+
+
+def _relation(scene, rng, phrasing):
+    index = int(rng.integers(len(scene.objects)))
+    phrases = unique_phrases(scene, scene.objects[index])
+    if not phrases:
+        return None
+    side = _pick(rng, ("left of", "right of"))
+    others = scene.objects[:index] if side == "left of" else scene.objects[index + 1:]
+    answer = _listing(others) if others else "nothing"
+    return _ask("relation", rng, phrasing, side=side, x=_pick(rng, phrases)), answer, "relation", None
+
+
+def _presence(scene, rng, phrasing):
+    if rng.random() < 0.5:
+        obj = _pick(rng, scene.objects)
+        colour, shape = obj.colour, obj.shape
+    else:
+        colour, shape = _pick(rng, COLOURS), _pick(rng, SHAPES)
+    there = any((o.colour, o.shape) == (colour, shape) for o in scene.objects)
+    thing = f"{colour} {shape}"
+    if rng.random() < 0.5:
+        return _ask("yes/no", rng, phrasing, x=thing), "yes" if there else "no", "yes/no", None
+    answer = f"no, there is a {thing}" if there else f"yes, there is no {thing}"
+    return _ask("negated", rng, phrasing, x=thing), answer, "yes/no", None
+
+
+def _absent(scene, rng, phrasing):
+    missing = [s for s in SHAPES if all(o.shape != s for o in scene.objects)]
+    shape = _pick(rng, missing)
+    attribute = _pick(rng, ("colour", "size"))
+    return _ask(attribute, rng, phrasing, x=shape), f"there is no {shape}", "absent", None
+
+
+def _overview(scene, rng, phrasing):
+    if rng.random() < 0.5:
+        return _ask("describe", rng, phrasing), _listing(scene.objects), "describe", None
+    return _ask("count", rng, phrasing), NUMBERS[len(scene.objects)], "count", None
+
+
+_MAKERS = (_about_object, _about_object, _relation, _presence, _absent)
+
+
+def _follow_up(scene, index, asked, rng, phrasing):
+    """A question about the object of the last turn ("and what size is it?") that the last turn did not answer."""
+    attribute = _pick(rng, [a for a in ("colour", "shape", "size") if a != asked])
+    return _ask("follow-up", rng, phrasing, attribute=attribute), getattr(scene.objects[index], attribute), "follow-up", index
+
+
+def scene_conversation(scene, rng, phrasing="train", turns=3):
+    """((question, answer), ...) and their intents: an overview first (describe or count), then questions of the
+    other intents, each object question followed by a follow-up about the same object half the time."""
+    made = [_overview(scene, rng, phrasing)]
+    for _ in range(20 * turns):  # a repeated or impossible question is drawn again
+        if len(made) == turns:
+            break
+        last = made[-1]
+        if last[3] is not None and last[2] != "follow-up" and rng.random() < 0.5:
+            made.append(_follow_up(scene, last[3], last[2], rng, phrasing))
+            continue
+        turn = _pick(rng, _MAKERS)(scene, rng, phrasing)
+        if turn is not None and turn[0] not in [m[0] for m in made]:
+            made.append(turn)
+    return tuple((q, a) for q, a, _, _ in made), tuple(intent for _, _, intent, _ in made)
+
+
+def easy_vqa_conversation(questions, answers, rng, turns=3):
+    """Up to `turns` of an easy-VQA image's own questions as one conversation, intents from the answers."""
+    from tfmm.data.easy_vqa import question_type
+
+    order = rng.permutation(len(questions))[:turns]
+    pairs = tuple((questions[i], answers[i]) for i in order)
+    return pairs, tuple(question_type(a) for _, a in pairs)
+
+
+def normalise_answer(text):
+    """What exact match compares: lower case, punctuation stripped, spaces collapsed."""
+    kept = "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower())
+    return " ".join(kept.split())
+
