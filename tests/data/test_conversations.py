@@ -149,3 +149,24 @@ def test_built_in_answers_are_what_the_scene_says(phrasing):
     assert seen == {"describe", "count", "colour", "shape", "size", "relation", "yes/no", "absent", "follow-up"}
 
 
+
+
+def test_built_in_set_is_written_in_llava_format_and_reads_back_whole(tmp_path):
+    from tfmm.data import easy_vqa
+    from tfmm.data.instructions import build_instruction_set
+
+    sizes = {"train": 12, "test": 4, "phrasing": 4}
+    written = build_instruction_set(tmp_path / "set", ("train", "test", "phrasing", "easy_vqa_test"), sizes)
+    checks = DataChecks(strict=True)  # every record must read: a bad one stops this
+    read = {split: read_conversations(path, checks) for split, path in written.items()}
+    assert {split: len(c) for split, c in read.items() if split in sizes} == sizes
+    groups, _ = easy_vqa.read_directory(easy_vqa.package_directory("test"))
+    official = [(q, a) for g in groups for q, a in zip(g["questions"], g["answers"])]
+    assert [c.turns[0] for c in read["easy_vqa_test"]] == official  # every official test question, once
+    first = groups[0]["image_path"]
+    assert read["easy_vqa_test"][0].image.read_bytes() == open(first, "rb").read()
+    for split in sizes:
+        assert all(2 <= len(c.turns) <= 4 and len(c.intents) == len(c.turns) for c in read[split])
+        assert all(c.image.is_relative_to(tmp_path / "set" / "images" / split) for c in read[split])
+    phrasings = {_template_of(q)[1] for c in read["phrasing"] for q, _ in c.turns}
+    assert phrasings == {"heldout"} and {_template_of(q)[1] for c in read["train"] for q, _ in c.turns} == {"train"}

@@ -8,6 +8,12 @@ the `heldout` ones never appear in training and make the held-out-phrasing test.
 form per fact, so exact match (lower-cased, punctuation stripped) is a fair score.
 """
 
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
 from tfmm.data.referring import unique_phrases
 from tfmm.data.shapes import COLOURS, SHAPES
 
@@ -147,3 +153,70 @@ def normalise_answer(text):
     kept = "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower())
     return " ".join(kept.split())
 
+
+
+# Built-in splits: {name: (where the images come from, phrasing, conversations by default)}. "phrasing" asks
+# about test scenes with the held-out phrasings; "easy_vqa_test" is the official easy-VQA test split, one
+# question per conversation.
+SPLITS = {"train": ("shapes train", "train", 6000), "validation": ("shapes validation", "train", 300),
+          "test": ("shapes test", "train", 600), "phrasing": ("shapes test", "heldout", 600),
+          "easy_vqa_train": ("easy-VQA train", "train", 0), "easy_vqa_test": ("easy-VQA test", "train", 0)}
+
+
+def _shapes_conversations(folder, split, count, seed, image_size):
+    from tfmm.data.conversations import Conversation
+    from tfmm.data.shapes import SPLITS as SHAPE_SPLITS, render, sample_scene
+
+    scene_split = SPLITS[split][0].split()[1]
+    phrasing = SPLITS[split][1]
+    made = []
+    for index in range(count):
+        rng = np.random.default_rng([seed, list(SPLITS).index(split), SHAPE_SPLITS.index(scene_split), index])
+        scene = sample_scene(rng, image_size, scene_split)
+        path = folder / "images" / split / f"{index}.png"
+        Image.fromarray(render(scene, image_size, rng)).save(path)
+        turns, intents = scene_conversation(scene, rng, phrasing, turns=int(rng.integers(2, 5)))
+        made.append(Conversation(f"{split}-{index}", path, turns, intents))
+    return made
+
+
+def _easy_vqa_conversations(folder, split, seed):
+    """Official easy-VQA images (copied, so the folder stands alone): training images as conversations of up to
+    three of their questions; test images one question per conversation (every official test question is
+    scored)."""
+    from tfmm.data import easy_vqa
+    from tfmm.data.conversations import Conversation
+
+    groups, _ = easy_vqa.read_directory(easy_vqa.package_directory(split.split("_")[-1]))
+    rng = np.random.default_rng([seed, list(SPLITS).index(split)])
+    made = []
+    for group in groups:
+        image = folder / "images" / split / f"{group['image_id']}.png"
+        shutil.copyfile(group["image_path"], image)
+        if split == "easy_vqa_train":
+            turns, intents = easy_vqa_conversation(group["questions"], group["answers"], rng)
+            made.append(Conversation(f"{split}-{group['image_id']}", image, turns, intents))
+            continue
+        for number, (question, answer) in enumerate(zip(group["questions"], group["answers"])):
+            made.append(Conversation(f"{split}-{group['image_id']}-{number}", image, ((question, answer),),
+                                     (easy_vqa.question_type(answer),)))
+    return made
+
+
+def build_instruction_set(folder, splits=tuple(SPLITS), sizes=None, seed=0, image_size=64):
+    """Writes the built-in instruction set to `folder` in LLaVA's format: `<split>.json` per split, shapes images
+    under `images/<split>/`. `sizes` overrides
+    the number of shapes conversations per split. Returns {split: path}."""
+    from tfmm.data.conversations import write_conversations
+
+    folder = Path(folder)
+    written = {}
+    for split in splits:
+        (folder / "images" / split).mkdir(parents=True, exist_ok=True)
+        if SPLITS[split][0].startswith("easy-VQA"):
+            conversations = _easy_vqa_conversations(folder, split, seed)
+        else:
+            count = (sizes or {}).get(split, SPLITS[split][2])
+            conversations = _shapes_conversations(folder, split, count, seed, image_size)
+        written[split] = write_conversations(conversations, folder / f"{split}.json")
+    return written
