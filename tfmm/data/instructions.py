@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tfmm.data import easy_vqa
+from tfmm.data.conversations import Conversation, write_conversations
 from tfmm.data.referring import unique_phrases
-from tfmm.data.shapes import COLOURS, SHAPES
+from tfmm.data.shapes import COLOURS, SHAPES, render, sample_scene
+from tfmm.data.shapes import SPLITS as SHAPE_SPLITS
 
 NUMBERS = ("none", "one", "two", "three", "four")
 
@@ -141,11 +144,9 @@ def scene_conversation(scene, rng, phrasing="train", turns=3):
 
 def easy_vqa_conversation(questions, answers, rng, turns=3):
     """Up to `turns` of an easy-VQA image's own questions as one conversation, intents from the answers."""
-    from tfmm.data.easy_vqa import question_type
-
     order = rng.permutation(len(questions))[:turns]
     pairs = tuple((questions[i], answers[i]) for i in order)
-    return pairs, tuple(question_type(a) for _, a in pairs)
+    return pairs, tuple(easy_vqa.question_type(a) for _, a in pairs)
 
 
 def normalise_answer(text):
@@ -164,8 +165,6 @@ SPLITS = {"train": ("shapes train", "train", 6000), "validation": ("shapes valid
 
 
 def _shapes_conversations(folder, split, count, seed, image_size):
-    from tfmm.data.conversations import Conversation
-    from tfmm.data.shapes import SPLITS as SHAPE_SPLITS, render, sample_scene
 
     scene_split = SPLITS[split][0].split()[1]
     phrasing = SPLITS[split][1]
@@ -184,8 +183,6 @@ def _easy_vqa_conversations(folder, split, seed):
     """Official easy-VQA images (copied, so the folder stands alone): training images as conversations of up to
     three of their questions; test images one question per conversation (every official test question is
     scored)."""
-    from tfmm.data import easy_vqa
-    from tfmm.data.conversations import Conversation
 
     groups, _ = easy_vqa.read_directory(easy_vqa.package_directory(split.split("_")[-1]))
     rng = np.random.default_rng([seed, list(SPLITS).index(split)])
@@ -207,7 +204,6 @@ def build_instruction_set(folder, splits=tuple(SPLITS), sizes=None, seed=0, imag
     """Writes the built-in instruction set to `folder` in LLaVA's format: `<split>.json` per split, shapes images
     under `images/<split>/`. `sizes` overrides
     the number of shapes conversations per split. Returns {split: path}."""
-    from tfmm.data.conversations import write_conversations
 
     folder = Path(folder)
     written = {}
