@@ -99,3 +99,21 @@ def test_filter_logits_matches_numpy():
 def test_length_normalizer_is_gnmt():
     assert length_normalizer(7, 0.0).numpy() == 1.0
     assert length_normalizer(7, 1.0).numpy() == pytest.approx(2.0)
+
+
+def test_forced_tokens_are_kept_and_a_forced_end_does_not_stop_decoding():
+    step, log_probabilities = markov(3)
+    state = {"bias": tf.zeros((2, V))}
+    forced = np.full((2, 6), -1, np.int32)
+    forced[:, :3] = [[2, END, 3], [END, 4, 4]]  # prompts that hold the end of an earlier answer
+    got = sample(step, state, 2, START, END, 6, forced_ids=tf.constant(forced))["token_ids"].numpy()
+    np.testing.assert_array_equal(got[:, :3], forced[:, :3])
+    for row in got:  # after the prompt: greedy from its last token, then padding after the first drawn end
+        previous, tail = row[2], []
+        for _ in range(3):
+            previous = int(np.argmax(log_probabilities[previous]))
+            tail.append(previous)
+            if previous == END:
+                break
+        np.testing.assert_array_equal(row[3:3 + len(tail)], tail)
+        assert (row[3 + len(tail):] == PAD).all()

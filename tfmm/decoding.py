@@ -40,7 +40,8 @@ def sample(step, state, batch_size, start_id, end_id, max_length, temperature=0.
     """Greedy decoding (temperature ≤ 0) or sampling from the top-k / top-p filtered distribution.
 
     `forced_ids` (batch, max_length), -1 where free, fixes the tokens it gives (the rest are sampled
-    after them: editing a region of an image's tokens).
+    after them: editing a region of an image's tokens, or a prompt to continue). A forced end token does not
+    end the sequence: a conversation's prompt holds the ends of its earlier answers.
 
     Returns `token_ids` (batch, max_length): the generated tokens, the end token included, then `pad_id`;
     `log_probability` (batch,): the model's log-probability of them; `length` (batch,): tokens before the end.
@@ -60,14 +61,16 @@ def sample(step, state, batch_size, start_id, end_id, max_length, temperature=0.
         drawn = tf.random.stateless_categorical(filtered, 1, seed=step_seed, dtype=tf.int32)[:, 0]
         chosen = tf.where(temperature > 0, drawn, tf.argmax(logits, -1, output_type=tf.int32))
         chosen = tf.ensure_shape(chosen, token.shape)  # a step may lose the static batch size the loop keeps
+        drawn_here = tf.ones_like(finished)
         if forced_ids is not None:
             forced = tf.gather(forced_ids, index, axis=1)
             chosen = tf.where(forced >= 0, forced, chosen)
+            drawn_here = forced < 0
         chosen = tf.where(finished, pad_id, chosen)
         gained = tf.ensure_shape(tf.gather(log_softmax, chosen, batch_dims=1), token.shape)
         log_probability += tf.where(finished, 0.0, gained)
         token_ids = tf.where(tf.range(max_length)[None] == index, chosen[:, None], token_ids)
-        return index + 1, chosen, state, token_ids, log_probability, finished | (chosen == end_id)
+        return index + 1, chosen, state, token_ids, log_probability, finished | ((chosen == end_id) & drawn_here)
 
     def running(index, token, state, token_ids, log_probability, finished):
         return (index < max_length) & ~tf.reduce_all(finished)
