@@ -1,6 +1,7 @@
 """Smoke-sized tasks with their preprocessors and raw examples, built in seconds, for the tests of
 every task (big_vision's `smoke` variants)."""
 
+import keras_hub
 import numpy as np
 
 from tfmm.encoders import CNNImageEncoder, build_image_encoder, build_text_encoder, image_encoder_options, text_encoder_options
@@ -85,10 +86,10 @@ def captioner(decoder="transformer", length=9, **options):
     return ImageCaptioner(ImageCaptionerBackbone(encoder, layer, length), preprocessor, **options)
 
 
-def segmenter(conditioning="film", tokenizer_=None):
+def segmenter(conditioning="film", tokenizer_=None, presence=True):
     preprocessor = ReferringSegmenterPreprocessor(tokenizer_ or tokenizer(), ImageConverter(IMAGE_SIZE), 8)
     backbone = ReferringSegmenterBackbone(_text_encoder(preprocessor.vocabulary_size, 8), IMAGE_SIZE, filters=(8, 16),
-                                          conditioning=conditioning, num_heads=2)
+                                          conditioning=conditioning, num_heads=2, presence=presence)
     return ReferringSegmenter(backbone, preprocessor)
 
 
@@ -111,3 +112,22 @@ def judge(colours=6, shapes=5):
     encoder = CNNImageEncoder(image_size=IMAGE_SIZE, filters=(8, 16), normalization="batch")
     return SceneAttributeClassifier(encoder, ImagePreprocessor(image_converter=ImageConverter(IMAGE_SIZE)), colours, shapes,
                                     hidden_dim=8)
+
+
+def assistant(tokenizer_=None, family="gpt2", sequence_length=24, max_reply_length=4):
+    from tfmm.models.visual_assistant import VisualAssistant
+    from tfmm.models.visual_assistant_backbone import VisualAssistantBackbone
+    from tfmm.models.visual_assistant_preprocessor import VisualAssistantPreprocessor
+
+    preprocessor = VisualAssistantPreprocessor(tokenizer_ or tokenizer(), ImageConverter(IMAGE_SIZE), sequence_length)
+    vocabulary = preprocessor.vocabulary_size
+    if family == "gpt2":
+        language_model = keras_hub.models.GPT2Backbone(vocabulary_size=vocabulary, num_layers=2, num_heads=2,
+                                                       hidden_dim=32, intermediate_dim=64, dropout=0.0,
+                                                       max_sequence_length=64)
+    else:
+        language_model = keras_hub.models.GemmaBackbone(vocabulary_size=vocabulary, num_layers=2, num_query_heads=2,
+                                                        num_key_value_heads=1, hidden_dim=32, intermediate_dim=64,
+                                                        head_dim=16)
+    return VisualAssistant(VisualAssistantBackbone(_image_encoder(), language_model), preprocessor,
+                           max_reply_length=max_reply_length)

@@ -1,0 +1,72 @@
+"""The visual assistant: the loss counts answer tokens only (against NumPy), and a tiny one learns to answer from
+the image and to use the conversation's history, decoding through its key/value cache."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmm.testing import tiny_tasks
+from tfmm.text import WordPieceTokenizer, learn_vocabulary
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 60, 230)}
+WORDS = ["user: assistant: what colour is it? pick a colour. say it again. red green blue"] * 20  # a word seen once is spelt out
+
+
+def _conversations(rng, count):
+    """Solid-colour images. Half the conversations ask the image's colour (one turn); the other half ask for any
+    colour, then to say it again: only the history tells that second answer."""
+    names = list(COLOURS)
+    drawn = rng.integers(len(names), size=count)
+    picked = rng.integers(len(names), size=count)
+    images = np.stack([np.full((16, 16, 3), COLOURS[names[i]], np.uint8) for i in drawn])
+    questions = np.array([["what colour is it?", ""] if n % 2 else ["pick a colour.", "say it again."] for n in range(count)])
+    answers = np.array([[names[i], ""] if n % 2 else [names[j], names[j]] for n, (i, j) in enumerate(zip(drawn, picked))])
+    return images, questions, answers, [names[i] for i in drawn]
+
+
+def _tokenizer():
+    return WordPieceTokenizer(vocabulary=learn_vocabulary(WORDS, 60))
+
+
+def test_loss_counts_answer_tokens_only_against_numpy():
+    task = tiny_tasks.assistant(_tokenizer())
+    images, questions, answers, _ = _conversations(np.random.default_rng(0), 3)
+    x, y, weights = task.preprocessor({"images": images, "questions": questions, "answers": answers})
+    vocabulary = task.preprocessor.vocabulary
+    for row in range(3):  # the weighted targets are exactly the answers and their end tokens
+        kept = [vocabulary[t] for t, w in zip(y[row].numpy(), weights[row].numpy()) if w > 0]
+        expected = [t for a in answers[row] if a for t in (a, "[SEP]")]
+        assert kept == expected, (row, kept)
+    logits = np.asarray(task(x)["logits"], np.float64)
+    log_p = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+    picked = -np.take_along_axis(log_p, y.numpy()[..., None], -1)[..., 0]
+    w = weights.numpy()
+    assert float(task.compute_loss(x, y, task(x), weights)) == pytest.approx((picked * w).sum() / w.sum(), rel=1e-4)
+
+
+def test_a_tiny_assistant_answers_from_the_image_and_from_the_history():
+    # Gemma's path through the same cache code is checked against one causal pass in test_prefix_language_model
+    keras.utils.set_random_seed(0)
+    task = tiny_tasks.assistant(_tokenizer())
+    images, questions, answers, _ = _conversations(np.random.default_rng(0), 384)
+    data = tf.data.Dataset.from_tensor_slices({"images": images, "questions": questions, "answers": answers})
+    task.compile(optimizer=keras.optimizers.Adam(3e-3))
+    task.fit(data.shuffle(384, seed=0).batch(32).repeat(), steps_per_epoch=60, epochs=5, verbose=0)
+    images, _, _, names = _conversations(np.random.default_rng(1), 24)  # fresh images
+    first = task.reply(images, [[] for _ in names], ["what colour is it?"] * len(names))
+    assert first == names
+    # the second turn repeats what the history says was answered, even where that is not the image's colour
+    said = [list(COLOURS)[(list(COLOURS).index(n) + 1) % 3] for n in names]
+    again = task.reply(images, [[("pick a colour.", s)] for s in said], ["say it again."] * len(names))
+    assert again == said
+
+
+def test_a_long_history_keeps_its_last_whole_turns_that_fit():
+    task = tiny_tasks.assistant(_tokenizer(), sequence_length=24, max_reply_length=4)
+    history = [("pick a colour.", "red"), ("say it again.", "red"), ("pick a colour.", "blue")]
+    prompts, dropped = task.prompt_ids([history, history[2:]], ["say it again."] * 2)
+    turn = lambda q, a: task.preprocessor.turn_tokens(tf.constant([q]), None if a is None else tf.constant([a]))[0][0].numpy().tolist()
+    # 24 positions − 4 for the reply leave 20: the start token, the question (8 tokens) and one 10-token turn
+    assert dropped == [2, 0]
+    assert prompts[0] == turn(*history[2]) + turn("say it again.", None) == prompts[1]
