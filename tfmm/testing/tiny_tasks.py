@@ -86,10 +86,10 @@ def captioner(decoder="transformer", length=9, **options):
     return ImageCaptioner(ImageCaptionerBackbone(encoder, layer, length), preprocessor, **options)
 
 
-def segmenter(conditioning="film", tokenizer_=None, presence=True):
+def segmenter(conditioning="film", tokenizer_=None):
     preprocessor = ReferringSegmenterPreprocessor(tokenizer_ or tokenizer(), ImageConverter(IMAGE_SIZE), 8)
     backbone = ReferringSegmenterBackbone(_text_encoder(preprocessor.vocabulary_size, 8), IMAGE_SIZE, filters=(8, 16),
-                                          conditioning=conditioning, num_heads=2, presence=presence)
+                                          conditioning=conditioning, num_heads=2)
     return ReferringSegmenter(backbone, preprocessor)
 
 
