@@ -170,3 +170,16 @@ def test_built_in_set_is_written_in_llava_format_and_reads_back_whole(tmp_path):
         assert all(c.image.is_relative_to(tmp_path / "set" / "images" / split) for c in read[split])
     phrasings = {_template_of(q)[1] for c in read["phrasing"] for q, _ in c.turns}
     assert phrasings == {"heldout"} and {_template_of(q)[1] for c in read["train"] for q, _ in c.turns} == {"train"}
+
+
+def test_dataset_pads_turns_and_reads_the_image_bytes(folder):
+    from tfmm.data.conversations import conversation_dataset
+
+    short = Conversation("a", folder / "images/1.png", (("q1", "a1"),), ("colour",))
+    long = Conversation("b", folder / "images/2.png", (("q1", "a1"), ("q2", "a2"), ("q3", "a3")), ("", "", "count"))
+    rows = list(conversation_dataset([short, long]).as_numpy_iterator())
+    assert rows[0]["questions"].tolist() == [b"q1", b"", b""] and rows[0]["intents"].tolist() == [b"colour", b"", b""]
+    assert rows[1]["answers"].tolist() == [b"a1", b"a2", b"a3"]
+    assert rows[1]["image"] == (folder / "images/2.png").read_bytes()
+    with pytest.raises(TfmmError, match="no conversations"):
+        conversation_dataset([])

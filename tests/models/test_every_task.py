@@ -38,6 +38,9 @@ def _cases():
         "segmenter": (lambda: tiny_tasks.segmenter("cross_attention"),
                       ({"images": images, "text": TEXTS}, (rng.random((4, 20, 20)) > 0.6).astype(np.uint8)),
                       "task.segment_details(inputs['images'], ['a red circle', 'no green square'])", {"images": more}),
+        "assistant": (tiny_tasks.assistant, ({"images": images, "questions": questions, "answers": answers},),
+                      "task.reply(inputs['images'], [[], [('what colour', 'red')]], ['what shape', 'and its size'])",
+                      {"images": more}),
         "judge": (tiny_tasks.judge, ({"images": images}, {head: np.zeros(4, np.int32) for head in HEADS}),
                   "task.read(inputs['images'])", {"images": more}),
     }

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfmm.errors import TfmmError
 from tfmm.testing import tiny_tasks
 from tfmm.text import WordPieceTokenizer, learn_vocabulary
 
@@ -70,3 +71,11 @@ def test_a_long_history_keeps_its_last_whole_turns_that_fit():
     # 24 positions − 4 for the reply leave 20: the start token, the question (8 tokens) and one 10-token turn
     assert dropped == [2, 0]
     assert prompts[0] == turn(*history[2]) + turn("say it again.", None) == prompts[1]
+
+
+def test_a_context_the_language_model_cannot_hold_is_refused():
+    with pytest.raises(TfmmError, match="16 image tokens \\+ sequence_length 60 = 76 positions; the language model has 64"):
+        tiny_tasks.assistant(_tokenizer(), sequence_length=60)
+    with pytest.raises(TfmmError, match="max_reply_length 24 leaves no room for the question in sequence_length 24"):
+        tiny_tasks.assistant(_tokenizer(), sequence_length=24, max_reply_length=24)
+

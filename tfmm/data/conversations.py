@@ -136,3 +136,28 @@ def write_conversations(conversations, path):
     partial.write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
     partial.replace(path)
     return path
+
+
+def conversation_dataset(conversations):
+    """A `tf.data.Dataset` of {"image": encoded bytes, "questions", "answers", "intents": (T,) strings} with T the
+    longest conversation's number of turns ("" after a shorter one's last turn), so no turn is ever dropped here
+    (the preprocessor cuts by tokens)."""
+    import tensorflow as tf
+
+    if not conversations:
+        raise TfmmError("no conversations to read")
+    width = max(len(c.turns) for c in conversations)
+
+    def padded(values):
+        values = list(values)
+        return values + [""] * (width - len(values))
+
+    table = {"path": [str(c.image) for c in conversations],
+             "questions": [padded(q for q, _ in c.turns) for c in conversations],
+             "answers": [padded(a for _, a in c.turns) for c in conversations],
+             "intents": [padded(c.intents) for c in conversations]}
+
+    def read(row):
+        return {"image": tf.io.read_file(row.pop("path")), **row}
+
+    return tf.data.Dataset.from_tensor_slices(table).map(read, num_parallel_calls=tf.data.AUTOTUNE)

@@ -38,10 +38,6 @@ class PrefixLanguageModel(keras.layers.Layer):
     def hidden_dim(self):
         return self.backbone.hidden_dim
 
-    @property
-    def vocabulary_size(self):
-        return self.backbone.vocabulary_size
-
     def build(self, prefix_shape, token_ids_shape=None, padding_mask_shape=None):
         self.built = True  # the backbone was built when it was made
 

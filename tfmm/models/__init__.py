@@ -30,6 +30,9 @@ from tfmm.models.task import Task
 from tfmm.models.text_to_image_backbone import TextToImageBackbone
 from tfmm.models.text_to_image_generator import TextToImageGenerator
 from tfmm.models.text_to_image_preprocessor import TextToImagePreprocessor
+from tfmm.models.visual_assistant import VisualAssistant
+from tfmm.models.visual_assistant_backbone import VisualAssistantBackbone
+from tfmm.models.visual_assistant_preprocessor import VisualAssistantPreprocessor
 from tfmm.models.visual_question_answerer import VisualQuestionAnswerer
 from tfmm.models.visual_question_answerer_preprocessor import VisualQuestionAnswererPreprocessor
 from tfmm.models.vqvae import VQVAE
@@ -41,6 +44,7 @@ __all__ = [
     "KerasHubDualEncoder",     "KerasHubDualEncoderPreprocessor", "MultimodalClassifier",
     "MultimodalClassifierPreprocessor", "Preprocessor", "ReferringSegmenter", "ReferringSegmenterBackbone",
     "ReferringSegmenterPreprocessor", "SceneAttributeClassifier", "Task", "TextToImageBackbone",
-    "TextToImageGenerator", "TextToImagePreprocessor", "VQVAE", "VQVAEBackbone", "VisualQuestionAnswerer",
+    "TextToImageGenerator", "TextToImagePreprocessor", "VQVAE", "VQVAEBackbone", "VisualAssistant",
+    "VisualAssistantBackbone", "VisualAssistantPreprocessor", "VisualQuestionAnswerer",
     "VisualQuestionAnswererPreprocessor", "from_preset", "preset_path", "save_preset",
 ]

@@ -30,6 +30,16 @@ class VisualAssistant(Task):
         self.backbone, self.preprocessor = backbone, preprocessor
         super().__init__(inputs=backbone.input, outputs=backbone(backbone.input), **kwargs)
         self.max_reply_length = max_reply_length
+        positions = getattr(backbone.language_model.backbone, "max_sequence_length", None)  # GPT-2's learnt ones
+        if preprocessor is not None:
+            needed = backbone.num_image_tokens + preprocessor.sequence_length
+            if positions is not None and needed > positions:
+                raise TfmmError(f"{backbone.num_image_tokens} image tokens + sequence_length "
+                                f"{preprocessor.sequence_length} = {needed} positions; the language model has "
+                                f"{positions}")
+            if max_reply_length >= preprocessor.sequence_length:
+                raise TfmmError(f"max_reply_length {max_reply_length} leaves no room for the question in "
+                                f"sequence_length {preprocessor.sequence_length}")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         logits = ops.cast(y_pred["logits"], "float32")

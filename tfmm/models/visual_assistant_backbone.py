@@ -34,13 +34,6 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
     def num_image_tokens(self):
         return self.image_encoder.output["sequence_output"].shape[1]
 
-    @property
-    def context_length(self):
-        """Image tokens + words the language model can attend to (GPT-2's learnt positions end; Gemma's rotary
-        ones do not, so its limit is the config's)."""
-        backbone = self.language_model.backbone
-        return getattr(backbone, "max_sequence_length", None)
-
     def image_tokens(self, images):
         return self.projector(self.image_encoder(images)["sequence_output"])
 
@@ -49,3 +42,4 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
         config.update(image_encoder=keras.layers.serialize(self.image_encoder),
                       language_model=keras.layers.serialize(self.language_model.backbone))
         return config
+

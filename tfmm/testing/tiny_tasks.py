@@ -119,7 +119,9 @@ def assistant(tokenizer_=None, family="gpt2", sequence_length=24, max_reply_leng
     from tfmm.models.visual_assistant_backbone import VisualAssistantBackbone
     from tfmm.models.visual_assistant_preprocessor import VisualAssistantPreprocessor
 
-    preprocessor = VisualAssistantPreprocessor(tokenizer_ or tokenizer(), ImageConverter(IMAGE_SIZE), sequence_length)
+    words = ["user: assistant: what colour shape and its size? red no yes circle"] + list(TEXTS)
+    tokenizer_ = tokenizer_ or WordPieceTokenizer(vocabulary=learn_vocabulary(words * 20, 120))
+    preprocessor = VisualAssistantPreprocessor(tokenizer_, ImageConverter(IMAGE_SIZE), sequence_length)
     vocabulary = preprocessor.vocabulary_size
     if family == "gpt2":
         language_model = keras_hub.models.GPT2Backbone(vocabulary_size=vocabulary, num_layers=2, num_heads=2,
