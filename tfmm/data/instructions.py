@@ -19,6 +19,7 @@ from tfmm.data.conversations import Conversation, write_conversations
 from tfmm.data.referring import unique_phrases
 from tfmm.data.shapes import COLOURS, SHAPES, render, sample_scene
 from tfmm.data.shapes import SPLITS as SHAPE_SPLITS
+from tfmm.errors import TfmmError
 
 NUMBERS = ("none", "one", "two", "three", "four")
 
@@ -155,19 +156,16 @@ def normalise_answer(text):
     return " ".join(kept.split())
 
 
-
-# Built-in splits: {name: (where the images come from, phrasing, conversations by default)}. "phrasing" asks
+# Built-in splits: {name: (image source, its split, phrasing, shapes conversations by default)}. "phrasing" asks
 # about test scenes with the held-out phrasings; "easy_vqa_test" is the official easy-VQA test split, one
-# question per conversation.
-SPLITS = {"train": ("shapes train", "train", 6000), "validation": ("shapes validation", "train", 300),
-          "test": ("shapes test", "train", 600), "phrasing": ("shapes test", "heldout", 600),
-          "easy_vqa_train": ("easy-VQA train", "train", 0), "easy_vqa_test": ("easy-VQA test", "train", 0)}
+# question per conversation (easy-VQA splits take every image, so they have no count).
+SPLITS = {"train": ("shapes", "train", "train", 6000), "validation": ("shapes", "validation", "train", 300),
+          "test": ("shapes", "test", "train", 600), "phrasing": ("shapes", "test", "heldout", 600),
+          "easy_vqa_train": ("easy_vqa", "train", "train", None), "easy_vqa_test": ("easy_vqa", "test", "train", None)}
 
 
 def _shapes_conversations(folder, split, count, seed, image_size):
-
-    scene_split = SPLITS[split][0].split()[1]
-    phrasing = SPLITS[split][1]
+    _, scene_split, phrasing, _ = SPLITS[split]
     made = []
     for index in range(count):
         rng = np.random.default_rng([seed, list(SPLITS).index(split), SHAPE_SPLITS.index(scene_split), index])
@@ -183,8 +181,7 @@ def _easy_vqa_conversations(folder, split, seed):
     """Official easy-VQA images (copied, so the folder stands alone): training images as conversations of up to
     three of their questions; test images one question per conversation (every official test question is
     scored)."""
-
-    groups, _ = easy_vqa.read_directory(easy_vqa.package_directory(split.split("_")[-1]))
+    groups, _ = easy_vqa.read_directory(easy_vqa.package_directory(SPLITS[split][1]))
     rng = np.random.default_rng([seed, list(SPLITS).index(split)])
     made = []
     for group in groups:
@@ -201,18 +198,22 @@ def _easy_vqa_conversations(folder, split, seed):
 
 
 def build_instruction_set(folder, splits=tuple(SPLITS), sizes=None, seed=0, image_size=64):
-    """Writes the built-in instruction set to `folder` in LLaVA's format: `<split>.json` per split, shapes images
-    under `images/<split>/`. `sizes` overrides
-    the number of shapes conversations per split. Returns {split: path}."""
-
+    """Writes the built-in instruction set to `folder` in LLaVA's format: `<split>.json` per split, images under
+    `images/<split>/`. `sizes` overrides the number of conversations of shapes splits. Returns {split: path}."""
+    sizes = sizes or {}
+    for split in [*splits, *sizes]:
+        if split not in SPLITS:
+            raise TfmmError(f"unknown instruction split {split!r}; the built-in ones are {list(SPLITS)}")
+        if split in sizes and SPLITS[split][3] is None:
+            raise TfmmError(f"instruction split {split!r} takes every easy-VQA image; it has no size to set")
     folder = Path(folder)
     written = {}
     for split in splits:
         (folder / "images" / split).mkdir(parents=True, exist_ok=True)
-        if SPLITS[split][0].startswith("easy-VQA"):
+        if SPLITS[split][0] == "easy_vqa":
             conversations = _easy_vqa_conversations(folder, split, seed)
         else:
-            count = (sizes or {}).get(split, SPLITS[split][2])
+            count = sizes.get(split, SPLITS[split][3])
             conversations = _shapes_conversations(folder, split, count, seed, image_size)
         written[split] = write_conversations(conversations, folder / f"{split}.json")
     return written

@@ -55,14 +55,15 @@ class VisualAssistant(Task):
         front to whole turns that fit `sequence_length` with room for a reply; (ids list, turns dropped)."""
         p = self.preprocessor
         room = p.sequence_length - self.max_reply_length
-        prompts, dropped = [], []
-        for history, question in zip(histories, questions):
-            pieces = []
-            for q, a in history:
-                ids, _ = p.turn_tokens(tf.constant([q]), tf.constant([a]))
-                pieces.append(ids[0].numpy().tolist())
-            last, _ = p.turn_tokens(tf.constant([question]), None)
-            last = last[0].numpy().tolist()
+        # two tokenizer calls for the whole batch: every earlier turn, then every new question
+        earlier = [turn for history in histories for turn in history]
+        turn_ids = p.turn_tokens(tf.constant([q for q, _ in earlier]), tf.constant([a for _, a in earlier]))[0] \
+            if earlier else []
+        turn_ids = [row.numpy().tolist() for row in turn_ids]
+        question_ids = [row.numpy().tolist() for row in p.turn_tokens(tf.constant(list(questions)), None)[0]]
+        prompts, dropped, start = [], [], 0
+        for history, question, last in zip(histories, questions, question_ids):
+            pieces, start = turn_ids[start:start + len(history)], start + len(history)
             if len(last) + 1 > room:
                 raise TfmmError(f"question {question!r} is {len(last)} tokens: it does not fit the context of "
                                 f"{p.sequence_length} word positions with {self.max_reply_length} for the reply")

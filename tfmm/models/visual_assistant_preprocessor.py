@@ -39,12 +39,16 @@ class VisualAssistantPreprocessor(Preprocessor):
     turns that fit instead, for replies). `sequence_length` + the image tokens must fit the language model.
     """
 
+    def packing_ids(self):
+        """The start token first, no end token added (each answer brings its own), padding after."""
+        start, _, pad = special_ids(self.tokenizer)
+        return {"start_value": start, "end_value": None, "pad_value": pad}
+
     def build(self, input_shape=None):
         if self.packer is None:
-            start, _, pad = special_ids(self.tokenizer)
             # ids and weights are packed alike: the start token first, the tail cut, padding after
-            self.packer = keras_hub.layers.StartEndPacker(self.sequence_length + 1, start_value=start,
-                                                          pad_value=pad, return_padding_mask=True)
+            self.packer = keras_hub.layers.StartEndPacker(self.sequence_length + 1, return_padding_mask=True,
+                                                          **self.packing_ids())
             self.weight_packer = keras_hub.layers.StartEndPacker(self.sequence_length + 1, start_value=0, pad_value=0)
         self.built = True
 
