@@ -48,13 +48,20 @@ def test_a_worker_that_never_joins_times_out_and_nothing_is_left_running():
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and script in p.info["cmdline"]]
 
 
-def test_bad_arguments():
-    assert "--workers must be at least 1" in launch("--workers", "0", "--", "true").stderr
-    assert launch("--workers", "0", "--", "true").returncode == 2
-    assert "no command after --" in launch("--workers", "1", "--").stderr
+def test_bad_arguments(capsys):
+    # in-process: each refusal happens before any worker starts (a process per case would spend 6 s importing TF)
+    from tfmm.launch import main
+
+    def refused(*args):
+        code = main(list(args))
+        return code, capsys.readouterr().err
+
+    assert refused("--workers", "0", "--", "true") == (2, "error: --workers must be at least 1, got 0\n")
+    code, err = refused("--workers", "1", "--")
+    assert code == 2 and "no command after --" in err
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         port = busy.getsockname()[1]
-        result = launch("--workers", "1", "--ports", str(port), "--", "true")
-    assert result.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in result.stderr
-    assert "names 1 ports for 2 workers" in launch("--workers", "2", "--ports", "1234", "--", "true").stderr
+        code, err = refused("--workers", "1", "--ports", str(port), "--", "true")
+    assert code == 2 and f"port {port} on 127.0.0.1 is in use" in err
+    assert "names 1 ports for 2 workers" in refused("--workers", "2", "--ports", "1234", "--", "true")[1]

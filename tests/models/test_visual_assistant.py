@@ -70,7 +70,11 @@ def test_a_long_history_keeps_its_last_whole_turns_that_fit():
     turn = lambda q, a: task.preprocessor.turn_tokens(tf.constant([q]), None if a is None else tf.constant([a]))[0][0].numpy().tolist()
     # 24 positions − 4 for the reply leave 20: the start token, the question (8 tokens) and one 10-token turn
     assert dropped == [2, 0]
-    assert prompts[0] == turn(*history[2]) + turn("say it again.", None) == prompts[1]
+    kept = [[t for t in row if t >= 0] for row in prompts.tolist()]
+    assert kept[0] == turn(*history[2]) + turn("say it again.", None) == kept[1]
+    # a question alone, and an empty history, give the question's tokens only
+    alone, dropped = task.prompt_ids([[]], ["say it again."])
+    assert alone.tolist() == [turn("say it again.", None)] and dropped == [0]
 
 
 def test_a_context_the_language_model_cannot_hold_is_refused():

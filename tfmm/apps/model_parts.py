@@ -1,5 +1,7 @@
 """Model parts the apps build the same way from their config sections."""
 
+from pathlib import Path
+
 from tfmm.encoders import build_image_encoder, build_text_encoder, preset_image_converter, preset_vocabulary
 from tfmm.errors import TfmmError
 from tfmm.layers import ImageConverter, build_fusion
@@ -56,3 +58,36 @@ def pretrained_multipliers(model):
         return factors
 
     return multipliers
+
+
+def build_language_model(options, vocabulary_size, positions):
+    """A keras-hub GPT-2 or Gemma backbone of a `[model.language_model]` section's sizes, trained from scratch,
+    holding `positions` (image tokens + words)."""
+    import keras_hub
+
+    o = options
+    if o.family == "gpt2":
+        return keras_hub.models.GPT2Backbone(vocabulary_size=vocabulary_size, num_layers=o.num_layers,
+                                             num_heads=o.num_heads, hidden_dim=o.hidden_dim,
+                                             intermediate_dim=o.intermediate_dim, dropout=o.dropout,
+                                             max_sequence_length=positions, name="gpt2")
+    return keras_hub.models.GemmaBackbone(vocabulary_size=vocabulary_size, num_layers=o.num_layers,
+                                          num_query_heads=o.num_heads, num_key_value_heads=o.num_heads,
+                                          hidden_dim=o.hidden_dim, intermediate_dim=o.intermediate_dim,
+                                          head_dim=o.hidden_dim // o.num_heads, dropout=o.dropout, name="gemma")
+
+
+def language_model_preset(path, family):
+    """(backbone, tokenizer) of a local keras-hub causal-LM preset folder of `family` (GPT-2 or Gemma)."""
+    import keras_hub
+
+    from tfmm.layers.prefix_language_model import family_of
+
+    if not (Path(path) / "config.json").is_file():
+        raise TfmmError(f"model.language_model.preset {path}: not a keras-hub preset folder (no config.json)")
+    backbone = keras_hub.models.Backbone.from_preset(str(path))
+    found = family_of(backbone)
+    if found != family:
+        raise TfmmError(f"model.language_model.preset {path} holds a {found} model; model.language_model.family is "
+                        f"{family}")
+    return backbone, keras_hub.tokenizers.Tokenizer.from_preset(str(path))

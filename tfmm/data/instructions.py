@@ -158,9 +158,11 @@ def normalise_answer(text):
 
 # Built-in splits: {name: (image source, its split, phrasing, shapes conversations by default)}. "phrasing" asks
 # about test scenes with the held-out phrasings; "easy_vqa_test" is the official easy-VQA test split, one
-# question per conversation (easy-VQA splits take every image, so they have no count).
+# question per conversation (easy-VQA splits take every image, so they have no count). "captions" is one "describe"
+# turn per training scene: the data of the assistant's alignment stage.
 SPLITS = {"train": ("shapes", "train", "train", 6000), "validation": ("shapes", "validation", "train", 300),
           "test": ("shapes", "test", "train", 600), "phrasing": ("shapes", "test", "heldout", 600),
+          "captions": ("shapes", "train", "train", 3000),
           "easy_vqa_train": ("easy_vqa", "train", "train", None), "easy_vqa_test": ("easy_vqa", "test", "train", None)}
 
 
@@ -172,7 +174,10 @@ def _shapes_conversations(folder, split, count, seed, image_size):
         scene = sample_scene(rng, image_size, scene_split)
         path = folder / "images" / split / f"{index}.png"
         Image.fromarray(render(scene, image_size, rng)).save(path)
-        turns, intents = scene_conversation(scene, rng, phrasing, turns=int(rng.integers(2, 5)))
+        if split == "captions":
+            turns, intents = ((_ask("describe", rng, phrasing), _listing(scene.objects)),), ("describe",)
+        else:
+            turns, intents = scene_conversation(scene, rng, phrasing, turns=int(rng.integers(2, 5)))
         made.append(Conversation(f"{split}-{index}", path, turns, intents))
     return made
 

@@ -42,3 +42,26 @@ class ConversationScores:
         return {**summary([hit for hit, _, _ in self.rows]),
                 "intents": {intent: summary(hits) for intent, hits in sorted(by_intent.items())},
                 "turn_index": {turn: summary(hits) for turn, hits in sorted(by_turn.items())}}
+
+
+def evaluate_conversations(task, conversations, batch_size=128, progress=False):
+    """Scores every assistant turn of `conversations` (each with the references' earlier turns) by exact match;
+    `ConversationScores.result()` plus `examples` (turns) and `conversations`. `progress`: a progress bar."""
+    from pathlib import Path
+
+    import keras
+
+    prompts = list(reference_prompts(conversations))
+    bar = keras.utils.Progbar(len(prompts), unit_name="turn") if progress else None
+    scores, images = ConversationScores(), {}
+    for start in range(0, len(prompts), batch_size):
+        rows = prompts[start:start + batch_size]
+        for number, *_ in rows:
+            if number not in images:
+                images[number] = Path(conversations[number].image).read_bytes()
+        replies = task.reply([images[r[0]] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                             batch_size=batch_size)
+        scores.add(replies, [r[4] for r in rows], [r[5] for r in rows], [r[1] for r in rows])
+        if bar:
+            bar.update(min(start + batch_size, len(prompts)))
+    return {**scores.result(), "examples": len(prompts), "conversations": len(conversations)}

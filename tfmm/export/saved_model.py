@@ -71,8 +71,10 @@ def task_archive(task, *tracked):
     import tensorflow as tf
 
     preprocessor = task.preprocessor
+    if not preprocessor.built:
+        preprocessor.build()
     if preprocessor.tokenizer is not None:
-        preprocessor.tokenize(tf.constant(["build"]))
+        preprocessor.tokenizer(tf.constant(["build"]))
     archive = keras.export.ExportArchive()
     for model in tracked or (task,):
         archive.track(model)

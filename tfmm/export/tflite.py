@@ -164,7 +164,7 @@ def write_tflite_models(models, out_dir, quantizations, compare):
 
 # The headline parity figure of each app's parity.json entries (higher is better, 0..1).
 GATE_MEASURES = ("min_cosine", "answer_agreement", "agreement", "greedy_caption_agreement", "pixel_agreement",
-                 "mask_agreement")
+                 "mask_agreement", "reply_agreement")
 
 
 def quantization_of(name):

@@ -10,13 +10,16 @@ import keras
 import keras_hub
 from keras import ops
 
+from tfmm.errors import TfmmError
 
-def _family(backbone):
+
+def family_of(backbone):
+    """"gpt2" or "gemma"; another model is an error naming it."""
     if isinstance(backbone, keras_hub.models.GPT2Backbone):
         return "gpt2"
     if isinstance(backbone, keras_hub.models.GemmaBackbone):
         return "gemma"
-    raise ValueError(f"the language model must be a keras-hub GPT-2 or Gemma backbone, got {type(backbone).__name__}")
+    raise TfmmError(f"the language model must be a keras-hub GPT-2 or Gemma backbone, got {type(backbone).__name__}")
 
 
 @keras.saving.register_keras_serializable(package="tfmm")
@@ -32,7 +35,7 @@ class PrefixLanguageModel(keras.layers.Layer):
         if isinstance(backbone, dict):
             backbone = keras.layers.deserialize(backbone)
         super().__init__(**kwargs)
-        self.backbone, self.family = backbone, _family(backbone)
+        self.backbone, self.family = backbone, family_of(backbone)
 
     @property
     def hidden_dim(self):

@@ -9,7 +9,7 @@ from tfmm.decoding import sample
 from tfmm.errors import TfmmError
 from tfmm.models.task import Task, check_images
 from tfmm.models.visual_assistant_backbone import VisualAssistantBackbone
-from tfmm.models.visual_assistant_preprocessor import VisualAssistantPreprocessor, decode_reply, special_ids
+from tfmm.models.visual_assistant_preprocessor import VisualAssistantPreprocessor, special_ids
 
 
 @keras.saving.register_keras_serializable(package="tfmm")
@@ -50,35 +50,59 @@ class VisualAssistant(Task):
 
     # ---------------------------------------------------------------------------------------------- replies
 
-    def prompt_ids(self, histories, questions):
-        """Host side: per conversation the token ids of its earlier turns and the new question, cut at the
-        front to whole turns that fit `sequence_length` with room for a reply; (ids list, turns dropped)."""
+    def prompt_tensors(self, history, questions):
+        """In graph: `history` (B, 2K) strings (question, answer, question, ...; "" pairs for turns a conversation
+        does not have) and `questions` (B,) → `prompt_ids` (B, Lp) int32, -1 after each prompt (the start token
+        not included): the earlier turns cut at the front to whole turns that fit `sequence_length` with room
+        for a reply, then the question; `dropped` (B,) how many turns were cut; `question_length` (B,)."""
         p = self.preprocessor
         room = p.sequence_length - self.max_reply_length
-        # two tokenizer calls for the whole batch: every earlier turn, then every new question
-        earlier = [turn for history in histories for turn in history]
-        turn_ids = p.turn_tokens(tf.constant([q for q, _ in earlier]), tf.constant([a for _, a in earlier]))[0] \
-            if earlier else []
-        turn_ids = [row.numpy().tolist() for row in turn_ids]
-        question_ids = [row.numpy().tolist() for row in p.turn_tokens(tf.constant(list(questions)), None)[0]]
-        prompts, dropped, start = [], [], 0
-        for history, question, last in zip(histories, questions, question_ids):
-            pieces, start = turn_ids[start:start + len(history)], start + len(history)
-            if len(last) + 1 > room:
-                raise TfmmError(f"question {question!r} is {len(last)} tokens: it does not fit the context of "
-                                f"{p.sequence_length} word positions with {self.max_reply_length} for the reply")
-            kept = len(pieces)
-            while kept and 1 + sum(len(piece) for piece in pieces[len(pieces) - kept:]) + len(last) > room:
-                kept -= 1
-            dropped.append(len(pieces) - kept)
-            prompts.append([token for piece in pieces[len(pieces) - kept:] for token in piece] + last)
-        return prompts, dropped
+        history, questions = tf.convert_to_tensor(history, tf.string), tf.convert_to_tensor(questions, tf.string)
+        batch = tf.shape(questions)[0]
+        asked, answered = tf.reshape(history[:, 0::2], [-1]), tf.reshape(history[:, 1::2], [-1])
+        turns = tf.RaggedTensor.from_uniform_row_length(p.turn_tokens(asked, answered)[0],
+                                                         tf.shape(history, tf.int64)[1] // 2,
+                                                         nrows=tf.cast(batch, tf.int64))
+        present = tf.reshape(asked != "", [batch, -1])
+        lengths = tf.where(present, tf.cast(turns.row_lengths(axis=2).to_tensor(), tf.int32), 0)
+        question = p.turn_tokens(questions, None)[0]
+        question_length = tf.cast(question.row_lengths(), tf.int32)
+        # tokens from each turn to the end: a turn is kept when it and every later one fit (a suffix, so whole turns)
+        after = tf.cumsum(lengths, axis=1, reverse=True)
+        kept = present & (1 + after + question_length[:, None] <= room)
+        joined = tf.ragged.boolean_mask(turns, kept).merge_dims(1, 2)
+        prompt = tf.concat([tf.cast(joined, tf.int32), tf.cast(question, tf.int32)], axis=1)
+        return {"prompt_ids": prompt.to_tensor(-1),
+                "dropped": tf.reduce_sum(tf.cast(present & ~kept, tf.int32), axis=1),
+                "question_length": question_length}
+
+    def prompt_ids(self, histories, questions):
+        """Host side: `histories` (lists of (question, answer) pairs) and questions → ((B, Lp) int32 ids, -1
+        padded; turns dropped per conversation); a question that cannot fit is an error naming it."""
+        width = 2 * max([len(h) for h in histories] + [0])
+        table = np.full((len(questions), width), "", object)
+        for row, history in enumerate(histories):
+            table[row, :2 * len(history)] = [text for pair in history for text in pair]
+        function = self.graph_function("prompt_tensors", self.prompt_tensors)
+        out = function(tf.constant(table.reshape(len(questions), width), tf.string), tf.constant(list(questions)))
+        room = self.preprocessor.sequence_length - self.max_reply_length
+        for question, length in zip(questions, out["question_length"].numpy()):
+            if length + 1 > room:
+                raise TfmmError(f"question {question!r} is {length} tokens: it does not fit the context of "
+                                f"{self.preprocessor.sequence_length} word positions with {self.max_reply_length} "
+                                "for the reply")
+        return out["prompt_ids"].numpy(), out["dropped"].numpy().tolist()
 
     def reply_tensors(self, images, prompt_ids, temperature=0.0, top_k=0, top_p=1.0, seed=(0, 0)):
         """Raw images and prompt ids (B, Lp; -1 after each prompt, the start token not included) → `token_ids`
-        (B, max_reply_length) of the reply, the end token and padding after it, in graph ops."""
+        (B, max_reply_length) of the reply, the end token and padding after it, and `reply` (B,) its text, in
+        graph ops."""
+        return self.decode_tensors(self.preprocessor.convert_images(images), prompt_ids, temperature, top_k, top_p,
+                                   seed)
+
+    def decode_tensors(self, images, prompt_ids, temperature=0.0, top_k=0, top_p=1.0, seed=(0, 0)):
+        """`reply_tensors` on images the preprocessor has already converted (float, as the encoder reads them)."""
         start, end, pad = special_ids(self.preprocessor.tokenizer)
-        images = self.preprocessor.convert_images(images)
         language_model = self.backbone.language_model
         prompt_ids = tf.cast(prompt_ids, tf.int32)
         total = tf.shape(prompt_ids)[1] + self.max_reply_length
@@ -90,7 +114,8 @@ class VisualAssistant(Task):
         lengths = tf.reduce_sum(tf.cast(prompt_ids >= 0, tf.int32), axis=1)
         # each reply starts where its prompt ends
         columns = lengths[:, None] + tf.range(self.max_reply_length)[None]
-        return {"token_ids": tf.gather(drawn, columns, batch_dims=1)}
+        token_ids = tf.gather(drawn, columns, batch_dims=1)
+        return {"token_ids": token_ids, "reply": self.preprocessor.replies(token_ids)}
 
     def reply(self, images, histories, questions, temperature=0.0, top_k=0, top_p=1.0, seed=0, batch_size=32):
         """The assistant's answers (strings): `histories` are lists of earlier (question, answer) pairs, one list
@@ -99,20 +124,16 @@ class VisualAssistant(Task):
         images = check_images(images, len(questions))
         if len(histories) != len(questions):
             raise TfmmError(f"{len(histories)} histories for {len(questions)} questions")
-        prompts, dropped = self.prompt_ids(histories, questions)
+        ids, dropped = self.prompt_ids(histories, questions)
         if any(dropped) and not getattr(self, "_cut_said", False):
             self._cut_said = True
             print(f"note: a conversation is longer than the context of {self.preprocessor.sequence_length} word "
                   f"positions; its first {max(dropped)} turn(s) are left out (said once)", file=sys.stderr)
-        width = max(len(p) for p in prompts)
-        ids = np.full((len(prompts), width), -1, np.int32)
-        for row, prompt in enumerate(prompts):
-            ids[row, :len(prompt)] = prompt
         settings = (float(temperature), int(top_k), float(top_p), int(seed))
         function = self.graph_function(f"reply{settings}", lambda images, prompt_ids: self.reply_tensors(
             images, prompt_ids, *settings[:3], tf.constant([settings[3], 0], tf.int64)))
-        tokens = self.run_in_batches(function, {"images": images, "prompt_ids": ids}, batch_size)["token_ids"]
-        return [decode_reply(self.preprocessor.tokenizer, row) for row in tokens]
+        texts = self.run_in_batches(function, {"images": images, "prompt_ids": ids}, batch_size)["reply"]
+        return [text.decode() for text in texts]
 
     def get_config(self):
         return {**super().get_config(), "max_reply_length": self.max_reply_length}

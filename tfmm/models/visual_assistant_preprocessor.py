@@ -3,6 +3,7 @@ import keras_hub
 import tensorflow as tf
 
 from tfmm.models.preprocessor import Preprocessor
+from tfmm.text import WordPieceTokenizer
 
 USER, ASSISTANT = "user:", "assistant:"
 
@@ -16,16 +17,6 @@ def special_ids(tokenizer):
     start = getattr(tokenizer, "start_token_id", None)
     pad = getattr(tokenizer, "pad_token_id", None)
     return (end if start is None else start), end, (end if pad is None else pad)
-
-
-def decode_reply(tokenizer, token_ids):
-    """A reply's text from its ids (plain Python): the tokens before the first end token, without padding."""
-    _, end, pad = special_ids(tokenizer)
-    ids = [int(t) for t in token_ids]
-    ids = ids[:ids.index(end)] if end in ids else ids
-    if hasattr(tokenizer, "decode_numpy"):  # tfmm's WordPiece: pieces joined, special tokens dropped
-        return tokenizer.decode_numpy(ids)
-    return str(tokenizer.detokenize([t for t in ids if t != pad])).strip()
 
 
 @keras.saving.register_keras_serializable(package="tfmm")
@@ -51,6 +42,16 @@ class VisualAssistantPreprocessor(Preprocessor):
                                                           **self.packing_ids())
             self.weight_packer = keras_hub.layers.StartEndPacker(self.sequence_length + 1, start_value=0, pad_value=0)
         self.built = True
+
+    def replies(self, token_ids):
+        """In graph: reply token ids (B, L) → strings (B,): the tokens before the first end token, padding
+        dropped."""
+        if isinstance(self.tokenizer, WordPieceTokenizer):  # pieces joined, special tokens dropped
+            return self.tokenizer.decode(token_ids)
+        _, end, pad = special_ids(self.tokenizer)
+        ids = tf.cast(token_ids, tf.int32)
+        before_end = tf.cumsum(tf.cast(ids == end, tf.int32), axis=1) == 0
+        return tf.strings.strip(self.tokenizer.detokenize(tf.ragged.boolean_mask(ids, before_end & (ids != pad))))
 
     def _words(self, texts):
         tokens = self.tokenizer(texts)

@@ -125,6 +125,7 @@ def check_in_fresh_process(cases, folder, version_dir=None, signatures=None):
     (Python source using `task` and `inputs`), which must equal the same expression here. Returns the
     SavedModel's outputs per signature (strings decoded; binary ones as "base64:…") for the caller to compare."""
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     presets, expected = {}, {}
     for name, (task, predict, inputs) in cases.items():
         path = save_preset(task, folder / name)

@@ -1,0 +1,85 @@
+"""The assistant app's config: data, the model (image encoder, projector, language model), the two trainings."""
+
+import dataclasses
+
+from tfmm.config import (
+    DataConfig,
+    ExportConfig,
+    SamplingConfig,
+    TrainConfig,
+    app_config,
+    at_least,
+    between,
+    one_of,
+    positive,
+    variant,
+)
+from tfmm.encoders import IMAGE_ENCODERS
+from tfmm.errors import TfmmError
+
+FAMILIES = ("gpt2", "gemma")
+
+
+@dataclasses.dataclass
+class AssistantDataConfig(DataConfig):
+    # "shapes" (the built-in instruction set), a folder with train/validation/test.json in LLaVA's conversation
+    # format, or one such .json file (split by the suite's hash of the image path)
+    source: str = "shapes"
+    easy_vqa: bool = True  # built-in set: the easy-VQA training images' questions join the training conversations
+    # The alignment stage's caption conversations: "auto" (the built-in set's `captions`; for a user folder its
+    # captions.json, else no alignment stage), a LLaVA .json file, or "none" (instruction tuning only)
+    captions: str = "auto"
+    batch_size: int = positive(32)
+
+
+@dataclasses.dataclass
+class LanguageModelOptions:
+    family: str = one_of(FAMILIES, "gpt2")
+    # A local keras-hub causal-LM preset folder (GPT-2 or Gemma): its backbone and tokenizer replace the sizes below
+    # and the learnt vocabulary; empty = a language model built from these sizes, trained from scratch.
+    preset: str = ""
+    num_layers: int = positive(4)
+    hidden_dim: int = positive(128)
+    num_heads: int = positive(4)
+    intermediate_dim: int = positive(512)
+    dropout: float = between(0, 1, 0.0)
+    # Instruction tuning trains only rank-r LoRA adapters on the language model's attention (queries and values);
+    # 0 = the whole language model trains.
+    lora_rank: int = at_least(0, 0)
+
+
+@dataclasses.dataclass
+class AssistantModelConfig:
+    image_encoder: object = variant(IMAGE_ENCODERS, "cnn", size="small", normalization="batch")
+    language_model: LanguageModelOptions = dataclasses.field(default_factory=LanguageModelOptions)
+    sequence_length: int = positive(72)  # word positions of a conversation (the image tokens come on top)
+    max_reply_length: int = positive(24)  # tokens of one reply, its end token included
+    vocabulary_size: int = positive(600)  # the learnt WordPiece vocabulary (not with language_model.preset)
+
+    def validate(self, root):
+        lm, defaults = self.language_model, LanguageModelOptions()
+        if lm.preset:
+            fixed = [f.name for f in dataclasses.fields(lm)
+                     if f.name not in ("preset", "lora_rank") and getattr(lm, f.name) != getattr(defaults, f.name)]
+            if self.vocabulary_size != AssistantModelConfig.vocabulary_size:
+                fixed.append("vocabulary_size")
+            if fixed:
+                raise TfmmError(f"model.language_model.preset {lm.preset} fixes {', '.join(fixed)}: leave them out")
+        if lm.preset and root.export.tflite:
+            raise TfmmError(f"model.language_model.preset {lm.preset}: the TFLite loop tokenizes with WordPiece, a "
+                            "preset brings its own tokenizer; set export.tflite = false")
+        if lm.hidden_dim % lm.num_heads:
+            raise TfmmError(f"model.language_model.hidden_dim {lm.hidden_dim} is not divisible by num_heads "
+                            f"{lm.num_heads}")
+        if self.max_reply_length >= self.sequence_length:
+            raise TfmmError(f"model.max_reply_length {self.max_reply_length} leaves no room for the question in "
+                            f"model.sequence_length {self.sequence_length}")
+
+
+# In-graph decoding with a key/value cache: TFLite takes float32 and dynamic-range int8 (no calibrated int8 for a
+# cache state).
+AssistantConfig = app_config(
+    "AssistantConfig", AssistantDataConfig, AssistantModelConfig, TrainConfig(epochs=6, learning_rate=1e-3),
+    ExportConfig(tflite_quantization=["float32", "dynamic_int8"], representative_examples=32),
+    quantizations=("float32", "dynamic_int8"), sampling=SamplingConfig,
+    align_train=TrainConfig(epochs=2, learning_rate=2e-3))
