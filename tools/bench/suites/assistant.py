@@ -12,7 +12,6 @@ from tfmm.apps.assistant import Assistant
 from tfmm.apps.vqa import VQA
 from tfmm.data import DataChecks, easy_vqa
 from tfmm.data.question_groups import directory_groups
-from tfmm.evaluation import evaluate_vqa
 from tfmm.evaluation.conversation import reference_prompts
 from tools.bench.harness import SMOKE_SHAPES, app_config, scratch, timed
 
