@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from tfmm.apps.assistant_config import AssistantConfig
 from tfmm.apps.caption import CaptionConfig
 from tfmm.apps.classify import ClassifyConfig
 from tfmm.apps.generate import GenerateConfig
@@ -14,7 +15,7 @@ from tfmm.errors import TfmmError
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = {"retrieval": RetrievalConfig, "vqa": VQAConfig, "caption": CaptionConfig, "classify": ClassifyConfig,
-        "generate": GenerateConfig, "segment": SegmentConfig}
+        "generate": GenerateConfig, "segment": SegmentConfig, "assistant": AssistantConfig}
 
 
 @pytest.mark.parametrize("name", APPS)

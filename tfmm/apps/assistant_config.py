@@ -79,7 +79,7 @@ class AssistantModelConfig:
 # In-graph decoding with a key/value cache: TFLite takes float32 and dynamic-range int8 (no calibrated int8 for a
 # cache state).
 AssistantConfig = app_config(
-    "AssistantConfig", AssistantDataConfig, AssistantModelConfig, TrainConfig(epochs=6, learning_rate=1e-3),
+    "AssistantConfig", AssistantDataConfig, AssistantModelConfig, TrainConfig(epochs=12, learning_rate=1e-3),
     ExportConfig(tflite_quantization=["float32", "dynamic_int8"], representative_examples=32),
     quantizations=("float32", "dynamic_int8"), sampling=SamplingConfig,
     align_train=TrainConfig(epochs=2, learning_rate=2e-3))
