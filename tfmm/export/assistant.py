@@ -18,7 +18,6 @@ built-in ops only; `assistant_on_device.py` (tokenizer, prompt and greedy loop i
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ import tensorflow as tf
 from tfmm.errors import TfmmError
 from tfmm.export import assistant_on_device
 from tfmm.export.saved_model import add_endpoint, task_archive, write_export
-from tfmm.export.tflite import check_builtin_ops, convert_saved_model, function_saved_model
+from tfmm.export.tflite import write_decoding_models
 from tfmm.models.visual_assistant_preprocessor import ASSISTANT, USER, special_ids
 from tfmm.quiet import known_notices_hidden
 from tfmm.text import WordPieceTokenizer
@@ -87,30 +86,15 @@ def write_tflite(model, settings, samples, keras_replies, out_dir, quantizations
                         f"{', '.join(TFLITE_QUANTIZATIONS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    size, length = settings["image_size"], settings["sequence_length"]
+    length = settings["sequence_length"]
     language_model = model.backbone.language_model
     images = model.preprocessor.convert_images(samples["images"]).numpy()
     state = language_model.initial_state(model.backbone.image_tokens(images[:1]), length)
-    names = sorted(state)
-    specs = [tf.TensorSpec(state[n].shape, state[n].dtype, name=n) for n in names]
-
-    def encoder(images):
-        return language_model.initial_state(model.backbone.image_tokens(images), length)
-
-    def step(token_ids, index, *state):
-        logits, new_state = language_model.step(token_ids, dict(zip(names, state)), index)
-        return {"logits": logits, **new_state}
-
-    with tempfile.TemporaryDirectory() as scratch:
-        function_saved_model(model, encoder, [tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
-                             Path(scratch) / "encoder")
-        function_saved_model(model, step, [tf.TensorSpec([1], tf.int32, name="token_ids"),
-                                           tf.TensorSpec([], tf.int32, name="index"), *specs], Path(scratch) / "step")
-        for quantization in quantizations:
-            for part in ("encoder", "step"):
-                content = convert_saved_model(Path(scratch) / part, quantization)
-                check_builtin_ops(content)
-                (out_dir / f"assistant_{part}_{quantization}.tflite").write_bytes(content)
+    sizes = write_decoding_models(
+        model, "assistant", settings["image_size"],
+        lambda images: language_model.initial_state(model.backbone.image_tokens(images), length),
+        lambda token_ids, index, state: language_model.step(token_ids, state, index),
+        {name: tf.TensorSpec(value.shape, value.dtype) for name, value in state.items()}, out_dir, quantizations)
     (out_dir / "assistant_decoding.json").write_text(json.dumps(settings, indent=2))
     (out_dir / "vocabulary.txt").write_text("\n".join(model.preprocessor.vocabulary) + "\n", encoding="utf-8")
     shutil.copy(assistant_on_device.__file__, out_dir / "assistant_on_device.py")
@@ -121,9 +105,7 @@ def write_tflite(model, settings, samples, keras_replies, out_dir, quantizations
             got = [assistant.reply(image, history, question)
                    for image, history, question in zip(images, samples["histories"], samples["questions"])]
         parity[quantization] = {"reply_agreement": float(np.mean([a == b for a, b in zip(got, keras_replies)])),
-                                "replies": len(got),
-                                "bytes": sum((out_dir / f"assistant_{p}_{quantization}.tflite").stat().st_size
-                                             for p in ("encoder", "step"))}
+                                "replies": len(got), "bytes": sizes[quantization]}
     (out_dir / "parity.json").write_text(json.dumps(parity, indent=2))
     return parity
 

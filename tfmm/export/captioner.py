@@ -23,7 +23,6 @@ loop: greedy and beam search in NumPy over LiteRT), `vocabulary.txt`, `caption_d
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import tensorflow as tf
 from tfmm.errors import TfmmError
 from tfmm.export import caption_on_device
 from tfmm.export.saved_model import add_endpoint, task_archive, write_export
-from tfmm.export.tflite import check_builtin_ops, convert_saved_model, function_saved_model
+from tfmm.export.tflite import write_decoding_models
 from tfmm.quiet import known_notices_hidden
 
 TFLITE_QUANTIZATIONS = ("float32", "dynamic_int8")  # full int8 would need calibrating a recurrent state
@@ -104,28 +103,10 @@ def write_tflite(model, settings, sample_images, keras_captions, out_dir, quanti
                         f"{', '.join(TFLITE_QUANTIZATIONS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state_specs = _state_specs(model, settings["max_length"])
-    names = sorted(state_specs)
-    size = settings["image_size"]
-
-    def encoder(images):
-        return model.initial_state(images, settings["max_length"])
-
-    def step(token_ids, index, *state):
-        logits, new_state = model.step(token_ids, dict(zip(names, state)), index)
-        return {"logits": logits, **new_state}
-
-    with tempfile.TemporaryDirectory() as scratch:
-        function_saved_model(model, encoder, [tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
-                             Path(scratch) / "encoder")
-        function_saved_model(model, step, [tf.TensorSpec([1], tf.int32, name="token_ids"),
-                                           tf.TensorSpec([], tf.int32, name="index"), *(state_specs[n] for n in names)],
-                             Path(scratch) / "step")
-        for quantization in quantizations:
-            for part in ("encoder", "step"):
-                content = convert_saved_model(Path(scratch) / part, quantization)
-                check_builtin_ops(content)
-                (out_dir / f"caption_{part}_{quantization}.tflite").write_bytes(content)
+    sizes = write_decoding_models(
+        model, "caption", settings["image_size"], lambda images: model.initial_state(images, settings["max_length"]),
+        lambda token_ids, index, state: model.step(token_ids, state, index),
+        _state_specs(model, settings["max_length"]), out_dir, quantizations)
     (out_dir / "caption_decoding.json").write_text(json.dumps(settings, indent=2))
     (out_dir / "vocabulary.txt").write_text("\n".join(model.preprocessor.vocabulary) + "\n", encoding="utf-8")
     shutil.copy(caption_on_device.__file__, out_dir / "caption_on_device.py")
@@ -135,9 +116,7 @@ def write_tflite(model, settings, sample_images, keras_captions, out_dir, quanti
         with known_notices_hidden():  # the first invoke's "Created TensorFlow Lite XNNPACK delegate"
             got = [captioner.caption(image)[0][0] for image in sample_images]
         parity[quantization] = {"greedy_caption_agreement": float(np.mean([a == b for a, b in zip(got, keras_captions)])),
-                                "images": len(got),
-                                "bytes": sum((out_dir / f"caption_{p}_{quantization}.tflite").stat().st_size
-                                             for p in ("encoder", "step"))}
+                                "images": len(got), "bytes": sizes[quantization]}
     (out_dir / "parity.json").write_text(json.dumps(parity, indent=2))
     return parity
 

@@ -203,3 +203,33 @@ def gate_tflite(folder, gate):
         print(f"not shipped: the {quantization} TFLite files ({'; '.join(reasons)}; threshold export.parity.{quantization})")
     (folder / "parity.json").write_text(json.dumps(parity, indent=2))
     return parity
+
+
+def write_decoding_models(model, prefix, image_size, encoder, step, state_specs, out_dir, quantizations):
+    """The two TFLite files of an on-device decoding loop, per quantization, built-in ops only:
+    `<prefix>_encoder_<q>.tflite` (`images` float[1, S, S, 3] → the state: `encoder(images)`) and
+    `<prefix>_step_<q>.tflite` (`token_ids` int32[1], `index` int32 and the state → `logits` and the next state:
+    `step(token_ids, index, state dict)` → (logits, state dict)). `state_specs` {name: TensorSpec} fix the state's
+    shapes. Returns {quantization: bytes of both files}."""
+    names = sorted(state_specs)
+
+    def step_function(token_ids, index, *state):
+        logits, new_state = step(token_ids, index, dict(zip(names, state)))
+        return {"logits": logits, **new_state}
+
+    sizes = {}
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        function_saved_model(model, encoder, [tf.TensorSpec([1, image_size, image_size, 3], tf.float32, name="images")],
+                             Path(scratch) / "encoder")
+        function_saved_model(model, step_function, [tf.TensorSpec([1], tf.int32, name="token_ids"),
+                                                    tf.TensorSpec([], tf.int32, name="index"),
+                                                    *(tf.TensorSpec(state_specs[n].shape, state_specs[n].dtype, name=n)
+                                                      for n in names)], Path(scratch) / "step")
+        for quantization in quantizations:
+            for part in ("encoder", "step"):
+                content = convert_saved_model(Path(scratch) / part, quantization)
+                check_builtin_ops(content)
+                (out_dir / f"{prefix}_{part}_{quantization}.tflite").write_bytes(content)
+                sizes[quantization] = sizes.get(quantization, 0) + len(content)
+    return sizes
