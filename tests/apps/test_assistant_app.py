@@ -195,6 +195,7 @@ def test_chat_and_predict_on_the_command_line(trained, monkeypatch, capsys, tmp_
     ("data.augment.flip=true", "data.augment.flip: the assistant app cannot honour it"),
     ("model.max_reply_length=80", "model.max_reply_length 80 leaves no room"),
     ("model.language_model.preset=somewhere", "the TFLite loop tokenizes with WordPiece"),
+    ("align_train.output_dir=elsewhere", "stage 1 writes its run inside stage 2's"),
 ])
 def test_settings_it_cannot_honour_are_refused(setting, message, capsys):
     assert run_cli("train", "--set", setting) == 2
@@ -227,6 +228,10 @@ def test_a_language_model_from_a_local_preset_with_lora(family, trained, tmp_pat
     assert trainable and all("lora" in p or p.endswith(("query/bias", "value/bias")) for p in trainable)
     assert any("lora" in p for p in trainable)
     assert task.backbone.projector.trainable_variables and task.backbone.image_encoder.trainable_variables
+    aligned = app.build_task(config, app.preprocessor, stage="alignment")
+    assert not aligned.backbone.language_model.backbone.trainable_variables  # stage 1 keeps the preset LM as it is
+    if family != "gpt2":
+        return  # one family is enough for the fit step below (Gemma's cached decoding: test_prefix_language_model)
     # one step of instruction tuning changes the adapters and not the frozen kernels
     conversation = _test_conversations(trained, "train")[0]
     batch = {"images": [conversation.image.read_bytes()], "questions": [[conversation.turns[0][0]]],
@@ -239,9 +244,6 @@ def test_a_language_model_from_a_local_preset_with_lora(family, trained, tmp_pat
     assert not moved, moved
     reply = task.reply([conversation.image.read_bytes()], [[]], [conversation.turns[0][0]])
     assert isinstance(reply[0], str)
-    # the alignment stage keeps the preset language model as it is
-    aligned = app.build_task(config, app.preprocessor, stage="alignment")
-    assert not aligned.backbone.language_model.backbone.trainable_variables
 
 
 def _variable(model, path):

@@ -37,8 +37,7 @@ class Assistant(App):
     config_class, task_class = AssistantConfig, VisualAssistant
     shortcuts = SAMPLING_FLAGS
     cannot_honour = {"data.augment": "flips and colour jitter change what the answers say (left of, red)",
-                     "data.text_augment": "questions and answers are what the model learns to read and write",
-                     "align_train.output_dir": "stage 1 writes its run inside stage 2's (<run>/alignment)"}
+                     "data.text_augment": "questions and answers are what the model learns to read and write"}
     preprocessor = aligned = None  # set by `train`: one tokenizer for both stages; stage 1's preset
 
     # ------------------------------------------------------------------------------------- training
