@@ -65,7 +65,7 @@ class AssistantModelConfig:
                 fixed.append("vocabulary_size")
             if fixed:
                 raise TfmmError(f"model.language_model.preset {lm.preset} fixes {', '.join(fixed)}: leave them out")
-        if root.align_train.output_dir != root.train.output_dir:
+        if root.align_train.output_dir not in (TrainConfig().output_dir, root.train.output_dir):
             raise TfmmError(f"align_train.output_dir {root.align_train.output_dir}: stage 1 writes its run inside "
                             f"stage 2's (<run>/alignment); set train.output_dir")
         if lm.preset and root.export.tflite:

@@ -41,14 +41,14 @@ def _tokens_per_second(reply, count, repeats=3):
 def _speeds(app, task, runner, config):
     """(Keras batch 1, Keras batch 32, SavedModel batch 1, TFLite float32 loop, TFLite dynamic-int8 loop) tokens/s
     on test turns, and the replies per second of Keras at batch 32."""
-    prompts = list(reference_prompts(app.conversations(config, "test", DataChecks())))[:32]
-    images = [open(c, "rb").read() for c in
-              [app.conversations(config, "test", DataChecks())[p[0]].image for p in prompts]]
+    conversations = app.conversations(config, "test", DataChecks())
+    prompts = list(reference_prompts(conversations))[:32]
+    images = [conversations[p[0]].image.read_bytes() for p in prompts]
     histories, questions = [p[2] for p in prompts], [p[3] for p in prompts]
-    length = task.preprocessor.tokenizer
+    tokenizer = task.preprocessor.tokenizer
 
     def count(texts):  # reply tokens and the end token
-        return sum(len(length([t])[0]) + 1 for t in texts)
+        return sum(len(tokenizer([t])[0]) + 1 for t in texts)
 
     keras_1 = _tokens_per_second(lambda: task.reply(images[:1], histories[:1], questions[:1]), count)[1]
     texts, keras_32 = _tokens_per_second(lambda: task.reply(images, histories, questions), count)
