@@ -14,7 +14,13 @@ import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm import cli
 from tfmm.apps.assistant_config import AssistantConfig
 from tfmm.apps.generate_stages import with_training
-from tfmm.apps.model_parts import build_language_model, build_tokenizer, image_converter, language_model_preset
+from tfmm.apps.model_parts import (
+    build_language_model,
+    build_tokenizer,
+    image_converter,
+    language_model_preset,
+    language_model_tokenizer,
+)
 from tfmm.apps.runner import App, Runner
 from tfmm.cli import SAMPLING_FLAGS, add_shortcut_arguments
 from tfmm.data import DataChecks, build_pipeline, read_image_files
@@ -82,7 +88,7 @@ class Assistant(App):
         """One tokenizer for both stages: the preset language model's, or WordPiece learnt from both stages' text."""
         m, quiet = config.model, DataChecks(strict=config.data.strict, log=lambda _: None)
         if m.language_model.preset:
-            tokenizer = language_model_preset(m.language_model.preset, m.language_model.family)[1]
+            tokenizer = language_model_tokenizer(m.language_model.preset)  # the weights load in build_task
         else:
             splits = ["train"] + (["captions"] if self.captions(config) is not None else [])
             texts = [text for split in splits for c in self.conversations(config, split, quiet)
@@ -99,7 +105,7 @@ class Assistant(App):
         image_encoder = build_image_encoder(m.image_encoder, config.data.image_size)
         regions = image_encoder.output["sequence_output"].shape[1]
         if lm.preset:
-            language_model = language_model_preset(lm.preset, lm.family)[0]
+            language_model = language_model_preset(lm.preset, lm.family)
         else:
             language_model = build_language_model(lm, preprocessor.vocabulary_size, regions + m.sequence_length)
         task = VisualAssistant(VisualAssistantBackbone(image_encoder, language_model), preprocessor,

@@ -77,17 +77,28 @@ def build_language_model(options, vocabulary_size, positions):
                                           head_dim=o.hidden_dim // o.num_heads, dropout=o.dropout, name="gemma")
 
 
+def _preset_folder(path):
+    if not (Path(path) / "config.json").is_file():
+        raise TfmmError(f"model.language_model.preset {path}: not a keras-hub preset folder (no config.json)")
+    return str(path)
+
+
 def language_model_preset(path, family):
-    """(backbone, tokenizer) of a local keras-hub causal-LM preset folder of `family` (GPT-2 or Gemma)."""
+    """The backbone of a local keras-hub causal-LM preset folder of `family` (GPT-2 or Gemma)."""
     import keras_hub
 
     from tfmm.layers.prefix_language_model import family_of
 
-    if not (Path(path) / "config.json").is_file():
-        raise TfmmError(f"model.language_model.preset {path}: not a keras-hub preset folder (no config.json)")
-    backbone = keras_hub.models.Backbone.from_preset(str(path))
+    backbone = keras_hub.models.Backbone.from_preset(_preset_folder(path))
     found = family_of(backbone)
     if found != family:
         raise TfmmError(f"model.language_model.preset {path} holds a {found} model; model.language_model.family is "
                         f"{family}")
-    return backbone, keras_hub.tokenizers.Tokenizer.from_preset(str(path))
+    return backbone
+
+
+def language_model_tokenizer(path):
+    """The tokenizer of a local keras-hub causal-LM preset folder (without loading its weights)."""
+    import keras_hub
+
+    return keras_hub.tokenizers.Tokenizer.from_preset(_preset_folder(path))

@@ -133,7 +133,7 @@ class VisualAssistant(Task):
         function = self.graph_function(f"reply{settings}", lambda images, prompt_ids: self.reply_tensors(
             images, prompt_ids, *settings[:3], tf.constant([settings[3], 0], tf.int64)))
         texts = self.run_in_batches(function, {"images": images, "prompt_ids": ids}, batch_size)["reply"]
-        return [text.decode() for text in texts]
+        return [text.decode("utf-8", errors="replace") for text in texts]  # byte-level BPE may stop mid-character
 
     def get_config(self):
         return {**super().get_config(), "max_reply_length": self.max_reply_length}
