@@ -126,6 +126,7 @@ class TrainConfig:
     weight_decay: float = at_least(0, 0.05)
     warmup_fraction: float = between(0, 1, 0.05)  # share of all steps spent warming up
     clipnorm: float = at_least(0, 1.0)  # 0 disables gradient clipping
+    adam_beta_1: float = between(0, 1, 0.9)  # Adam's first-moment decay (GANs train better with less momentum)
     # Gradients of this many steps are averaged into one update: an effective batch of data.batch_size × this
     # on a small machine. Steps, epochs and backups still count batches; a contrastive loss still sees
     # data.batch_size negatives per step.
@@ -313,7 +314,8 @@ def differences(old, new, prefix=""):
     return found
 
 
-def _parse_override(text):
+def parse_override(text):
+    """`key=value` (a TOML value, or a bare word as a string) → (key, value)."""
     if "=" not in text:
         raise TfmmError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
@@ -328,7 +330,7 @@ def _parse_override(text):
 def apply_overrides(data, overrides):
     """Applies `section.key=value` strings onto a nested dict (values parsed as TOML)."""
     for text in overrides:
-        key, value = _parse_override(text)
+        key, value = parse_override(text)
         parts = key.split(".")
         node = data
         for part in parts[:-1]:

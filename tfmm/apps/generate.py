@@ -1,12 +1,14 @@
-"""Text-to-image: a VQ-VAE (image tokens) and an autoregressive token transformer, with editing.
+"""Text-to-image: a VQ-VAE (image tokens) and an autoregressive token transformer, with editing; or a GAN.
 
 `python -m tfmm.apps.generate` with no subcommand runs the main job on the built-in `shapes`:
 train the VQ-VAE (`train-vqvae`), encode the images to token records and train the token
 transformer (`train`), train the scene reader that judges fidelity (`train-judge`), evaluate
 (reconstruction PSNR, codebook use, prompt fidelity), write a sample grid, and export to
-`saved_models/generate/<version>/`.
+`saved_models/generate/<version>/`. With `--set model.generator="gan"` the same job trains the
+text-to-image GAN (`gan`, `gan_train` sections) instead of both token stages.
 """
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import tensorflow as tf
 
 import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm import cli
-from tfmm.apps.generate_config import GENERATION_FLAGS, GenerateConfig
+from tfmm.apps.generate_config import GENERATION_FLAGS, GenerateConfig, check_generator_settings
 from tfmm.apps.generate_stages import JudgeStage, VQVAEStage, heldout_split_point, with_training
 from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import MIXING_REFUSED, App, Runner
@@ -25,10 +27,12 @@ from tfmm.data.caption_sources import load_caption_examples, object_words
 from tfmm.data.token_records import read_token_records, write_token_records
 from tfmm.errors import TfmmError
 from tfmm.evaluation import evaluate_generator, reconstruction_metrics
+from tfmm.export.gan import export_gan
 from tfmm.export.generator import export_generator
-from tfmm.models import TextToImageBackbone, TextToImageGenerator, TextToImagePreprocessor, from_preset
+from tfmm.models import TextToImageBackbone, TextToImageGAN, TextToImageGenerator, TextToImagePreprocessor, from_preset
 from tfmm.models.presets import preset_path
 from tfmm.models.region_editing import edit_where
+from tfmm.models.text_to_image_gan import build_gan
 from tfmm.text import TextAugmenter
 from tfmm.train.session import per_worker_batch
 from tfmm.visualization import image_grid, save_png
@@ -36,8 +40,8 @@ from tfmm.visualization import image_grid, save_png
 
 class Generate(App):
     name, description = "generate", __doc__.splitlines()[0]
-    config_class, task_class = GenerateConfig, TextToImageGenerator
-    model_sections = ("model", "vqvae")
+    config_class, task_class = GenerateConfig, (TextToImageGenerator, TextToImageGAN)
+    model_sections = ("model", "vqvae", "gan")
     shortcuts = GENERATION_FLAGS
     cannot_honour = {"data.text_augment.deletion": "a prompt without one of its words asks for something else",
                      "data.text_augment.swap": "swapped words change what a prompt asks for (\"left of\")",
@@ -47,7 +51,12 @@ class Generate(App):
     def train(self, runner, config, args=None):
         """Stage 2: encodes the splits with a trained VQ-VAE to token records in the run directory, then
         trains the token transformer on them. The VQ-VAE is `--vqvae`, else the latest; the main job
-        (no `args`) trains a new one first."""
+        (no `args`) trains a new one first. The GAN trains in one stage from images, with `gan_train`."""
+        check_generator_settings(config)
+        self.run_path = Path(getattr(args, "run_dir", None) or cli.run_dir(config.train.output_dir, self.name))
+        if is_gan(config):
+            gan = dataclasses.replace(config, train=dataclasses.replace(config.gan_train, output_dir=config.train.output_dir))
+            return runner.train(gan, self.run_path, getattr(args, "force", False))
         if args is None:
             vqvae_path = cli.run_dir(config.vqvae_train.output_dir, VQVAEStage.name)
             if Runner(VQVAEStage()).train(with_training(config, "vqvae_train"), vqvae_path) is None:
@@ -58,12 +67,13 @@ class Generate(App):
         if self.vqvae.backbone.image_size != config.data.image_size:
             raise TfmmError(f"the VQ-VAE in {vqvae_path} takes {self.vqvae.backbone.image_size}px images; "
                             f"data.image_size is {config.data.image_size}")
-        self.run_path = Path(getattr(args, "run_dir", None) or cli.run_dir(config.train.output_dir, self.name))
         self.token_dir = self.run_path / "tokens"
         return runner.train(config, self.run_path, getattr(args, "force", False))
 
     def load_split(self, config, split, checks):
-        """Token records of `split`, written once per run (a resumed run keeps them)."""
+        """Token records of `split`, written once per run (a resumed run keeps them); the GAN's: the examples."""
+        if is_gan(config):
+            return load_caption_examples(config.data, split, checks.images)
         pattern = self.token_dir / split / "tokens-*.tfrecord"
         if not tf.io.gfile.glob(str(pattern)):
             started, examples = time.time(), load_caption_examples(config.data, split, checks.images)
@@ -86,6 +96,8 @@ class Generate(App):
         return TextToImagePreprocessor(tokenizer, image_converter(config), config.model.sequence_length)
 
     def build_task(self, config, preprocessor):
+        if is_gan(config):
+            return build_gan(preprocessor, config.data.image_size, config.gan)
         m, vqvae, s = config.model, self.vqvae.backbone, config.sampling
         backbone = TextToImageBackbone(preprocessor.vocabulary_size, m.sequence_length, vqvae.num_codes, vqvae.grid_size ** 2,
                                        m.hidden_dim, m.num_layers, m.num_heads, m.intermediate_dim, m.dropout,
@@ -94,8 +106,9 @@ class Generate(App):
                                     s.top_k, s.top_p, name="generator")
 
     def pipeline(self, config, examples, training, shard=None, repeat=False):
-        """Batches of raw `{"prompts", "image_ids"}`: one caption per image drawn at random, replaced by the
-        empty prompt with probability `data.text_dropout` in training (for classifier-free guidance)."""
+        """Batches of raw `{"prompts", "image_ids"}` (the GAN's: `{"prompts", "images"}`): one caption per image
+        drawn at random, replaced by the empty prompt with probability `data.text_dropout` in training (for
+        classifier-free guidance; not for the GAN)."""
         dropout = config.data.text_dropout if training else 0.0
         synonyms = TextAugmenter(synonyms=config.data.text_augment.synonyms)
         synonyms = synonyms if training and synonyms.active else None
@@ -104,6 +117,8 @@ class Generate(App):
             count = tf.shape(example["captions"])[0]
             caption = example["captions"][tf.random.stateless_uniform([], seed, 0, count, dtype=tf.int32)]
             dropped = tf.random.stateless_uniform([], seed + 1) < dropout
+            if "image" in example:  # the GAN's examples
+                return {"prompts": caption, "images": example["image"]}
             return {"prompts": tf.where(dropped, "", caption), "image_ids": example["tokens"]}
 
         def augment(batch, seed):
@@ -126,6 +141,9 @@ class Generate(App):
                            np.stack([r["image"] for r in rows]))
         return sets
 
+    def learning_rate_multipliers(self, config):
+        return (lambda model: model.learning_rate_multipliers()) if is_gan(config) else None
+
     def judge(self, config, path=None):
         """The scene reader: `path`, else the latest trained, else one trained now."""
         if path:
@@ -138,12 +156,12 @@ class Generate(App):
 
     def evaluate(self, task, config, split, args=None, judge=None):
         test = load_caption_examples(config.data, split, DataChecks(config.data.strict).images)
-        metrics = {f"reconstruction_{k}": v for k, v in reconstruction_metrics(task, test).items()}
+        metrics = {} if is_gan(config) else {f"reconstruction_{k}": v for k, v in reconstruction_metrics(task, test).items()}
         words = object_words(config.data.source)
         judge = judge or (self.judge(config, getattr(args, "judge", None)) if words else None)
         retrieval = from_preset(args.retrieval_model) if getattr(args, "retrieval_model", None) else None
         metrics.update(evaluate_generator(task, self.prompt_sets(config, config.generation.eval_prompts), judge, words,
-                                          config.sampling.seed, config.sampling, retrieval, config.generation.guidance_scale))
+                                          config.sampling.seed, config.sampling, retrieval, guidance(config)))
         return metrics
 
     def main_report(self, runner, task, config):
@@ -153,25 +171,27 @@ class Generate(App):
     def main_pictures(self, task, config, folder):
         prompts = self.prompt_sets(config, 6)["test"][0]
         images = task.generate([p for p in prompts for _ in range(4)], config.sampling.seed, config.sampling,
-                               config.generation.guidance_scale)
+                               guidance(config))
         return [image_grid(images, len(prompts), folder / "samples.png", prompts)]
 
     def export_samples(self, config, checks):
         examples = load_caption_examples(config.data, "validation", checks.images).take(config.export.representative_examples)
-        return {"images": np.stack([e["image"] for e in examples.as_numpy_iterator()])}
+        rows = list(examples.as_numpy_iterator())
+        return {"images": np.stack([e["image"] for e in rows]), "prompts": [e["captions"][0].decode() for e in rows]}
 
     def export(self, task, config, samples, base_dir, name, quantizations):
-        return export_generator(task, config, samples, base_dir, name, quantizations)
+        export = export_gan if isinstance(task, TextToImageGAN) else export_generator
+        return export(task, config, samples, base_dir, name, quantizations)
 
     def predict(self, task, config, args):
         """Prompts → `generation.samples_per_prompt` PNG files each and a grid, in --output-dir."""
-        unknown = task.unknown_prompts(args.prompts)
+        unknown = task.preprocessor.unknown_prompts(args.prompts)
         for index in unknown:
             print(f"warning: prompt #{index} {args.prompts[index]!r} has no word the model knows: the image follows no text")
         count, out = config.generation.samples_per_prompt, Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         images = task.generate([p for p in args.prompts for _ in range(count)], config.sampling.seed, config.sampling,
-                               config.generation.guidance_scale)
+                               guidance(config))
         files = [str(save_png(image, out / f"prompt{i // count}_sample{i % count}.png")) for i, image in enumerate(images)]
         image_grid(images, len(args.prompts), out / "grid.png", args.prompts)
         print(f"wrote {len(images)} images and grid.png to {out}")
@@ -209,6 +229,15 @@ class Generate(App):
         _add_sampling_arguments(s)
 
 
+def is_gan(config):
+    return config.model.generator == "gan"
+
+
+def guidance(config):
+    """The classifier-free guidance scale to sample with: the token model's; the GAN has none."""
+    return None if is_gan(config) else config.generation.guidance_scale
+
+
 def _add_sampling_arguments(parser):
     add_shortcut_arguments(parser, GENERATION_FLAGS)
 
@@ -225,6 +254,8 @@ def cmd_edit(runner, args):
     if bool(args.where) != bool(args.segmenter):
         raise TfmmError("--where needs --segmenter PATH (a trained segment model), and --segmenter needs --where")
     task, config, _ = runner.load(args)
+    if isinstance(task, TextToImageGAN):
+        task.edit()  # refuses, saying why
     image = read_image_files([args.image])[0]
     options = (config.generation.edit_candidates, config.sampling.seed, config.sampling, config.generation.guidance_scale)
     if args.where:

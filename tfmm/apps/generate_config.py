@@ -14,6 +14,7 @@ from tfmm.config import (
     app_config,
     at_least,
     between,
+    differences,
     one_of,
     positive,
 )
@@ -53,6 +54,9 @@ class VQVAEConfig:
 
 @dataclasses.dataclass
 class TokenModelConfig:
+    # "tokens": the VQ-VAE + token transformer below; "gan": the text-to-image GAN of the `gan` section, trained
+    # with `gan_train` (the token model's sections then must stay at their defaults, and the GAN's otherwise).
+    generator: str = one_of(("tokens", "gan"), "tokens")
     hidden_dim: int = positive(256)
     num_layers: int = positive(4)
     num_heads: int = positive(4)
@@ -74,15 +78,62 @@ class GenerationConfig:
     eval_prompts: int = positive(200)  # prompts per split that eval judges
 
 
+@dataclasses.dataclass
+class GANConfig:
+    """The text-to-image GAN (`model.generator = "gan"`): sizes of both networks and the loss."""
+    noise_dim: int = positive(64)
+    channels: int = positive(128)  # the generator's 4×4 map and the discriminator's widest layer
+    text_dim: int = positive(64)  # each network's own text encoder (a small Transformer)
+    text_layers: int = positive(1)
+    attention_heads: int = positive(2)
+    attention_sizes: list = dataclasses.field(default_factory=lambda: [8, 16])  # generator sizes with word attention
+    r1_gamma: float = at_least(0, 1.0)  # R1 penalty weight on real matched pairs
+    discriminator_learning_rate: float = positive(4.0)  # × the generator's learning rate (two time-scales)
+
+    def validate(self, root):
+        if self.text_dim % self.attention_heads:
+            raise TfmmError(f"gan.text_dim {self.text_dim} is not divisible by gan.attention_heads {self.attention_heads}")
+        sizes = [4 * 2 ** k for k in range(1, 8) if 4 * 2 ** k <= root.data.image_size]
+        wrong = [size for size in self.attention_sizes if size not in sizes]
+        if wrong:
+            raise TfmmError(f"gan.attention_sizes {wrong}: the generator's feature maps at {root.data.image_size}px are "
+                            f"{sizes}")
+
+
 # `model` is stage 2 (the token transformer); the VQ-VAE and the judge train with their own sections. The exported
 # TFLite file is the VQ-VAE decoder: float32 and dynamic_int8.
 GenerateConfig = app_config(
     "GenerateConfig", GenerateDataConfig, TokenModelConfig, TrainConfig(epochs=12, learning_rate=1e-3),
     ExportConfig(tflite_quantization=["float32", "dynamic_int8"], representative_examples=16),
-    quantizations=("float32", "dynamic_int8"), vqvae=VQVAEConfig,
+    quantizations=("float32", "dynamic_int8"), vqvae=VQVAEConfig, gan=GANConfig,
+    gan_train=TrainConfig(epochs=30, learning_rate=2e-4, weight_decay=0.0, adam_beta_1=0.5, clipnorm=0.0),
     vqvae_train=TrainConfig(epochs=12, learning_rate=2e-3, weight_decay=0.0),
     judge_train=TrainConfig(epochs=10, learning_rate=2e-3),
     sampling=SamplingConfig, generation=GenerationConfig)  # sampling: stored in the model as its defaults
+
+
+# What each generator does not read: set away from its default, it is an error, not silently ignored. Runs go to
+# `train.output_dir` for both (where eval and export look for the latest).
+_NOT_READ = {"tokens": ("gan", "gan_train"),
+             "gan": ("vqvae", "vqvae_train", "train", "gan_train.output_dir", "model.hidden_dim", "model.num_layers", "model.num_heads",
+                     "model.intermediate_dim", "model.dropout", "data.text_dropout", "data.augment", "generation.guidance_scale",
+                     "generation.edit_candidates", "sampling.top_k", "sampling.top_p")}
+
+
+def check_generator_settings(config):
+    """Raises on a setting the chosen generator (`model.generator`) would ignore."""
+    defaults = GenerateConfig()
+    for key in _NOT_READ[config.model.generator]:
+        section, _, field = key.partition(".")
+        ours, default = getattr(config, section), getattr(defaults, section)
+        if field:
+            ours, default = getattr(ours, field), getattr(default, field)
+        changed = differences(default, ours, f"{section}.") if dataclasses.is_dataclass(ours) else (
+            [f"{key}: {default!r} → {ours!r}"] if ours != default else [])
+        changed = [c for c in changed if not c.startswith("train.output_dir:")]
+        if changed:
+            raise TfmmError(f"{changed[0].split(':')[0]} is set, but model.generator = {config.model.generator!r} does "
+                            "not use it")
 
 
 GENERATION_FLAGS = {**SAMPLING_FLAGS, "guidance_scale": ("generation", float, "classifier-free guidance (1 = off)")}

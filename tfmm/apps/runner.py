@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 
 from tfmm import cli
-from tfmm.config import given_keys, load_config, read_toml
+from tfmm.config import given_keys, load_config, parse_override, read_toml
 from tfmm.data import DataChecks
 from tfmm.data.pipeline import with_known_length
 from tfmm.errors import TfmmError
@@ -149,7 +149,7 @@ class Runner:
     def _model_path(self, args):
         if getattr(args, "model", None):
             return Path(args.model)
-        output = next((o.split("=", 1)[1] for o in args.set if o.startswith("train.output_dir=")), "runs")
+        output = next((str(parse_override(o)[1]) for o in args.set if o.startswith("train.output_dir=")), "runs")
         return cli.latest_run(output, self.app.name)
 
     def load(self, args):
@@ -171,8 +171,9 @@ class Runner:
         config = self.resolve_config(args, base)
         task = from_preset(preset)
         if not isinstance(task, self.app.task_class):
+            kinds = self.app.task_class if isinstance(self.app.task_class, tuple) else (self.app.task_class,)
             raise TfmmError(f"{preset} holds a {type(task).__name__}; the {self.app.name} app takes a "
-                            f"{self.app.task_class.__name__}")
+                            f"{' or '.join(kind.__name__ for kind in kinds)}")
         size = task.preprocessor.image_size
         if any(o.startswith("data.image_size=") for o in self.overrides(args)) and config.data.image_size != size:
             raise TfmmError(f"data.image_size {config.data.image_size}: the model in {preset} takes {size}×{size} images")

@@ -9,6 +9,7 @@ from tfmm.models.clip_backbone import CLIPBackbone
 from tfmm.models.contrastive_retriever import ContrastiveRetriever
 from tfmm.models.contrastive_retriever_preprocessor import ContrastiveRetrieverPreprocessor
 from tfmm.models.fusion_backbone import FusionBackbone
+from tfmm.models.gan_backbones import GANDiscriminator, GANGeneratorBackbone
 from tfmm.models.image_captioner import ImageCaptioner
 from tfmm.models.image_captioner_backbone import ImageCaptionerBackbone
 from tfmm.models.image_captioner_preprocessor import ImageCaptionerPreprocessor
@@ -28,6 +29,7 @@ from tfmm.models.referring_segmenter_preprocessor import ReferringSegmenterPrepr
 from tfmm.models.scene_attribute_classifier import SceneAttributeClassifier
 from tfmm.models.task import Task
 from tfmm.models.text_to_image_backbone import TextToImageBackbone
+from tfmm.models.text_to_image_gan import TextToImageGAN
 from tfmm.models.text_to_image_generator import TextToImageGenerator
 from tfmm.models.text_to_image_preprocessor import TextToImagePreprocessor
 from tfmm.models.visual_assistant import VisualAssistant
@@ -39,12 +41,13 @@ from tfmm.models.vqvae import VQVAE
 from tfmm.models.vqvae_backbone import VQVAEBackbone
 
 __all__ = [
+    "GANDiscriminator", "GANGeneratorBackbone",
     "CLIPBackbone", "ContrastiveRetriever", "ContrastiveRetrieverPreprocessor", "FusionBackbone", "ImageCaptioner",
     "ImageCaptionerBackbone", "ImageCaptionerPreprocessor", "ImagePreprocessor", "KerasHubContrastiveRetriever",
     "KerasHubDualEncoder",     "KerasHubDualEncoderPreprocessor", "MultimodalClassifier",
     "MultimodalClassifierPreprocessor", "Preprocessor", "ReferringSegmenter", "ReferringSegmenterBackbone",
     "ReferringSegmenterPreprocessor", "SceneAttributeClassifier", "Task", "TextToImageBackbone",
-    "TextToImageGenerator", "TextToImagePreprocessor", "VQVAE", "VQVAEBackbone", "VisualAssistant",
+    "TextToImageGAN", "TextToImageGenerator", "TextToImagePreprocessor", "VQVAE", "VQVAEBackbone", "VisualAssistant",
     "VisualAssistantBackbone", "VisualAssistantPreprocessor", "VisualQuestionAnswerer",
     "VisualQuestionAnswererPreprocessor", "from_preset", "preset_path", "save_preset",
 ]

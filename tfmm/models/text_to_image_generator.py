@@ -137,11 +137,6 @@ class TextToImageGenerator(Task):
         """Prompts → uint8 images (n, S, S, 3), one per prompt; the same seed gives the same images."""
         return self.decode(self.sample_tokens(list(prompts), seed, sampling, guidance_scale))
 
-    def unknown_prompts(self, prompts):
-        """Indices of prompts with no word the model knows (their images follow no text)."""
-        known = self.preprocessor.known_words(self.preprocessor.tokenize_numpy(list(prompts))["token_ids"]).numpy()
-        return [i for i, count in enumerate(known) if count == 0]
-
     def box_cells(self, box):
         """(g, g) bool: the token cells a box (x0, y0, x1, y1 in pixels of the model's image size) meets."""
         size, grid = self.image_size, self.grid_size

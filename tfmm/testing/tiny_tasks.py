@@ -12,6 +12,8 @@ from tfmm.models import (
     ContrastiveRetriever,
     ContrastiveRetrieverPreprocessor,
     FusionBackbone,
+    GANDiscriminator,
+    GANGeneratorBackbone,
     ImageCaptioner,
     ImageCaptionerBackbone,
     ImageCaptionerPreprocessor,
@@ -23,6 +25,7 @@ from tfmm.models import (
     ReferringSegmenterPreprocessor,
     SceneAttributeClassifier,
     TextToImageBackbone,
+    TextToImageGAN,
     TextToImageGenerator,
     TextToImagePreprocessor,
     VisualQuestionAnswerer,
@@ -106,6 +109,15 @@ def generator(**options):
     backbone = TextToImageBackbone(preprocessor.vocabulary_size, 8, 8, 16, hidden_dim=16, num_layers=1, num_heads=2,
                                    intermediate_dim=16, dropout=0.0)
     return TextToImageGenerator(backbone, vqvae_backbone(), preprocessor, **options)
+
+
+def gan(**options):
+    """A 16 px text-to-image GAN (4×4 → 8 → 16, word attention at 8)."""
+    preprocessor = TextToImagePreprocessor(tokenizer(), ImageConverter(IMAGE_SIZE), 8)
+    sizes = dict(vocabulary_size=preprocessor.vocabulary_size, sequence_length=8, image_size=IMAGE_SIZE, channels=16,
+                 text_dim=8, text_layers=1, attention_heads=2)
+    return TextToImageGAN(GANGeneratorBackbone(noise_dim=4, attention_sizes=(8,), **sizes), GANDiscriminator(**sizes),
+                          preprocessor, **options)
 
 
 def judge(colours=6, shapes=5):

@@ -23,7 +23,8 @@ def make_optimizer(train, total_steps, multipliers=None):
     `multipliers` ({variable path: factor}) scales the learning rate of some variables (pretrained encoders).
     """
     schedule = WarmupCosine(train.learning_rate, total_steps, warmup_steps=int(train.warmup_fraction * total_steps))
-    options = dict(learning_rate=schedule, weight_decay=train.weight_decay, global_clipnorm=train.clipnorm or None,
+    options = dict(learning_rate=schedule, beta_1=train.adam_beta_1, weight_decay=train.weight_decay,
+                   global_clipnorm=train.clipnorm or None,
                    gradient_accumulation_steps=train.accumulation_steps if train.accumulation_steps > 1 else None)
     optimizer = LayerwiseAdamW(multipliers, **options) if multipliers else keras.optimizers.AdamW(**options)
     optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)

@@ -30,7 +30,9 @@ def machine():
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
     return {"cpu": cpu, "flags": [f for f in CPU_FLAGS if f in flags], "cores": os.cpu_count(),
-            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__}
+            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            # TensorFlow turns its oneDNN kernels on by itself only with AVX-512 VNNI/BF16 or AMX; a run may force them.
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's choice)")}
 
 
 def git_state():

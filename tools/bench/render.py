@@ -28,7 +28,8 @@ def render(results=RESULTS, output=ROOT / "BENCHMARKS.md"):
                  f"Code: commit `{data['commit']}`{' with uncommitted changes' if data['dirty'] else ''}, "
                  f"settings hash `{data['config_hash']}`, {data['date']}, {data['minutes']} min  ",
                  f"Machine: {m['cpu']} ({flags}), {m['cores']} cores, Python {m['python']}, TensorFlow {m['tensorflow']}, "
-                 f"Keras {m['keras']}", ""]
+                 f"Keras {m['keras']}" + (f", TF_ENABLE_ONEDNN_OPTS={m['TF_ENABLE_ONEDNN_OPTS']}"
+                                          if m.get("TF_ENABLE_ONEDNN_OPTS", "unset").isdigit() else ""), ""]
         for table in data["tables"]:
             lines += [f"### {table['title']}", ""]
             if table.get("note"):
