@@ -74,3 +74,18 @@ def evaluate_generator(generator, prompt_sets, judge=None, words=None, seed=0, s
         metrics[f"{name}_prompts"] = len(prompts)
     metrics["examples"] = sum(len(prompts) for prompts, _, _ in prompt_sets.values())
     return metrics
+
+
+def sample_diversity(generator, prompts, samples=8, seed=0, sampling=None, guidance_scale=None):
+    """How much the images of one prompt differ ({"distinct_share", "pairwise_pixel_difference"}): over `prompts`,
+    `samples` images each, the mean share of distinct images and the mean absolute pixel difference (0..1) between
+    two images of the same prompt. Fidelity bought by collapse shows here as values near 0."""
+    images = generator.generate([p for p in prompts for _ in range(samples)], seed=seed, sampling=sampling,
+                                guidance_scale=guidance_scale)
+    images = images.reshape(len(prompts), samples, -1).astype(np.float32) / 255
+    distinct, difference = [], []
+    for group in images:
+        distinct.append(len({row.tobytes() for row in group}) / samples)
+        pairs = [(i, j) for i in range(samples) for j in range(i + 1, samples)]
+        difference.append(np.mean([np.abs(group[i] - group[j]).mean() for i, j in pairs]))
+    return {"distinct_share": float(np.mean(distinct)), "pairwise_pixel_difference": float(np.mean(difference))}

@@ -1,5 +1,6 @@
 """generate: both stages with the default config on shapes — reconstruction, prompt fidelity judged by the scene
-reader, sampling speed with and without the key/value cache, and the exported `generate` signature."""
+reader, sampling speed with and without the key/value cache, the exported `generate` signature — and the GAN trained
+in the same run, side by side with the token model."""
 
 import json
 import time
@@ -14,6 +15,7 @@ from tfmm.apps.runner import Runner
 from tfmm.data.caption_sources import object_words
 from tfmm.evaluation import evaluate_generator
 from tools.bench.harness import app_config, scratch, timed
+from tools.bench.suites import gan
 
 SMOKE = ["data.shapes_config=tiny", "data.batch_size=16", "vqvae.hidden_dim=16", "vqvae.num_codes=32", "vqvae.code_dim=8",
          "vqvae.downsample=8", "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_dim=32",
@@ -23,6 +25,7 @@ SMOKE = ["data.shapes_config=tiny", "data.batch_size=16", "vqvae.hidden_dim=16",
 
 def add_arguments(parser):
     parser.add_argument("--prompts", type=int, default=200, help="prompts per split judged for fidelity")
+    parser.add_argument("--without-gan", action="store_true", help="leave out the GAN and the side-by-side table")
 
 
 def seconds_per_image(function, count, repeats=3):
@@ -75,6 +78,13 @@ def run(args, report):
         parity = json.loads((version / "tflite" / "parity.json").read_text())
         rows.append(["TFLite VQ-VAE decoder parity (max pixel difference, float32)",
                      f"{parity['vqvae_decoder_float32.tflite']['max_pixel_difference']:.2e}"])
+        side_by_side = {"token transformer": gan.measure(runner, config, task, seconds, judge, smoke)[0]}
+        if not args.without_gan:
+            gan_config, gan_runner = app_config(Generate(), (gan.SMOKE if smoke else [f"generation.eval_prompts={args.prompts}"])
+                                                + ['model.generator="gan"'], folder / "gan")
+            keras.backend.clear_session()
+            gan_task, gan_seconds = timed(lambda: gan_runner.app.train(gan_runner, gan_config))
+            side_by_side["GAN"] = gan.measure(gan_runner, gan_config, gan_task, gan_seconds, judge, smoke)[0]
     v, m = config.vqvae, config.model
     report.table("Reconstruction, prompt fidelity and the export", ["measure", "value"], rows,
                  note=(f"VQ-VAE ×{v.downsample} ({tokens} tokens per {config.data.image_size}px image), {v.num_codes} codes of "
@@ -82,6 +92,10 @@ def run(args, report):
                        f"{config.train.epochs} epochs. Fidelity: {config.generation.eval_prompts} prompts per split, one "
                        f"sample each, guidance {config.generation.guidance_scale}, temperature {config.sampling.temperature}, "
                        f"top-k {config.sampling.top_k or 'all'}."))
+    names = list(side_by_side)
+    measures = list(dict.fromkeys(key for rows_ in side_by_side.values() for key in rows_))
+    report.table("Token transformer and GAN side by side (default configs, one run, the same judge and prompts)",
+                 ["measure", *names], [[m, *(side_by_side[n].get(m, "—") for n in names)] for m in measures])
     report.table(f"Sampling time per image, {tokens} tokens (median of 3 after warm-up; without the cache: one pass)",
                  ["prompts per call", "with KV cache (ms)", "without cache (ms)", "cache speed-up"], speed)
 
