@@ -122,6 +122,8 @@ def test_tflite_generator_draws_what_keras_draws(gan_run, gan_export):
     (["--set", 'model.generator="gan"', "--set", "generation.guidance_scale=2.0"],
      "generation.guidance_scale is set, but model.generator = 'gan'"),
     (["--set", "gan.channels=64"], "gan.channels is set, but model.generator = 'tokens' does not use it"),
+    (["--set", 'model.generator="gan"', "--set", "gan_train.early_stopping_patience=2"],
+     "gan_train.early_stopping_patience: a GAN has no validation loss to stop on"),
 ])
 def test_settings_the_chosen_generator_does_not_read_are_refused(argv, message, tmp_path, capsys):
     assert run_cli("train", "--set", f'train.output_dir="{tmp_path}"', *argv) != 0

@@ -91,6 +91,9 @@ class GANConfig:
     discriminator_learning_rate: float = positive(4.0)  # × the generator's learning rate (two time-scales)
 
     def validate(self, root):
+        if root.gan_train.early_stopping_patience:
+            raise TfmmError("gan_train.early_stopping_patience: a GAN has no validation loss to stop on (its last "
+                            "weights are kept); leave it at 0")
         if self.text_dim % self.attention_heads:
             raise TfmmError(f"gan.text_dim {self.text_dim} is not divisible by gan.attention_heads {self.attention_heads}")
         sizes = [4 * 2 ** k for k in range(1, 8) if 4 * 2 ** k <= root.data.image_size]
@@ -106,7 +109,7 @@ GenerateConfig = app_config(
     "GenerateConfig", GenerateDataConfig, TokenModelConfig, TrainConfig(epochs=12, learning_rate=1e-3),
     ExportConfig(tflite_quantization=["float32", "dynamic_int8"], representative_examples=16),
     quantizations=("float32", "dynamic_int8"), vqvae=VQVAEConfig, gan=GANConfig,
-    gan_train=TrainConfig(epochs=30, learning_rate=2e-4, weight_decay=0.0, adam_beta_1=0.5, clipnorm=0.0),
+    gan_train=TrainConfig(epochs=20, learning_rate=1e-4, weight_decay=0.0, adam_beta_1=0.5, clipnorm=0.0),
     vqvae_train=TrainConfig(epochs=12, learning_rate=2e-3, weight_decay=0.0),
     judge_train=TrainConfig(epochs=10, learning_rate=2e-3),
     sampling=SamplingConfig, generation=GenerationConfig)  # sampling: stored in the model as its defaults
