@@ -37,7 +37,8 @@ def filter_logits(logits, top_k=0, top_p=1.0):
 
 def sample(step, state, batch_size, start_id, end_id, max_length, temperature=0.0, top_k=0, top_p=1.0, seed=(0, 0),
            pad_id=0, forced_ids=None):
-    """Greedy decoding (temperature ≤ 0) or sampling from the top-k / top-p filtered distribution.
+    """Greedy decoding (temperature ≤ 0) or sampling from the top-k / top-p filtered distribution. `start_id`: the
+    first step's input token, a scalar or one per row.
 
     `forced_ids` (batch, max_length), -1 where free, fixes the tokens it gives (the rest are sampled
     after them: editing a region of an image's tokens, or a prompt to continue). A forced end token does not
@@ -75,7 +76,7 @@ def sample(step, state, batch_size, start_id, end_id, max_length, temperature=0.
     def running(index, token, state, token_ids, log_probability, finished):
         return (index < max_length) & ~tf.reduce_all(finished)
 
-    start = tf.fill([batch_size], tf.cast(start_id, tf.int32))
+    start = tf.broadcast_to(tf.cast(start_id, tf.int32), [batch_size])  # one start token, or one per row
     initial = (tf.constant(0), start, state, tf.fill([batch_size, max_length], tf.cast(pad_id, tf.int32)),
                tf.zeros([batch_size]), tf.zeros([batch_size], tf.bool))
     _, _, _, token_ids, log_probability, _ = tf.while_loop(running, body, initial)

@@ -62,9 +62,10 @@ def test_eval_judges_the_gan_as_the_token_model(gan_run, tmp_path):
     assert not any(key.startswith("reconstruction_") for key in metrics)  # a GAN has no tokenizer to reconstruct with
 
 
-def test_predict_writes_seeded_images(gan_run, tmp_path):
-    out = tmp_path / "samples"
-    assert run_cli("predict", "--model", gan_run.path, *PROMPTS, "--output-dir", out) == 0
+def test_predict_writes_seeded_images_of_the_latest_run(gan_run, tmp_path):
+    out = tmp_path / "samples"  # no --model: the latest run under train.output_dir (a TOML string, quotes and all)
+    output_dir = gan_run.config.train.output_dir
+    assert run_cli("predict", "--set", f'train.output_dir="{output_dir}"', *PROMPTS, "--output-dir", out) == 0
     files = sorted(out.glob("prompt*_sample*.png"))
     assert len(files) == 4 and (out / "grid.png").is_file()
     first = np.asarray(Image.open(files[0]))

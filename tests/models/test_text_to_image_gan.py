@@ -119,3 +119,39 @@ def test_generate_is_seeded_and_temperature_scales_the_noise():
 def test_options_it_cannot_honour_are_refused(call, message):
     with pytest.raises(TfmmError, match=message.replace("(", r"\(")):
         call(tiny_tasks.gan())
+
+
+TWO_REPLICAS = r"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np, tfmm
+from tfmm.config import TrainConfig
+from tfmm.testing import tiny_tasks
+from tfmm.train import choose_strategy
+from tfmm.train.fit import make_optimizer
+
+strategy = choose_strategy("mirrored")
+assert strategy.num_replicas_in_sync == 2
+with strategy.scope():
+    gan = tiny_tasks.gan()
+    gan.compile(optimizer=make_optimizer(TrainConfig(weight_decay=0.0), 10, gan.learning_rate_multipliers()))
+prompts = ["a small red circle", "a green square", "a white shape", "no purple triangle"] * 2
+data = tf.data.Dataset.from_tensor_slices({"prompts": prompts, "images": tiny_tasks.images(8)}).batch(8).repeat()
+before = [v.numpy().copy() for v in gan.trainable_variables]
+history = gan.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
+assert all(np.isfinite(history[k][-1]) for k in ("d_loss", "g_loss", "r1")), history
+assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, gan.trainable_variables) if "kernel" in v.path)
+for v in gan.trainable_weights:  # the same on both replicas (batch-norm statistics are per replica, read as their mean)
+    values = [np.asarray(x) for x in v.value.values]  # the per-replica copies of a mirrored variable
+    assert len(values) == 2 and np.array_equal(values[0], values[1]), v.path
+print("OK", int(gan.optimizer.iterations.numpy()))
+"""
+
+
+def test_trains_under_two_replicas_with_its_weights_in_sync():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", TWO_REPLICAS], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "OK 1" in result.stdout, result.stderr[-3000:]

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfmm.errors import TfmmError
+from tfmm.models.visual_assistant_preprocessor import special_ids
 from tfmm.testing import tiny_tasks
 from tfmm.text import WordPieceTokenizer, learn_vocabulary
 
@@ -83,3 +84,29 @@ def test_a_context_the_language_model_cannot_hold_is_refused():
     with pytest.raises(TfmmError, match="max_reply_length 24 leaves no room for the question in sequence_length 24"):
         tiny_tasks.assistant(_tokenizer(), sequence_length=24, max_reply_length=24)
 
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma"])
+def test_prefilled_decoding_gives_the_replies_of_a_plain_greedy_loop(family):
+    """The prompt goes through the cache in one pass (to the shortest prompt) and the rest is forced: the replies
+    must be those of greedy decoding by full forward passes without any cache, prompts of different lengths mixed."""
+    keras.utils.set_random_seed(3)
+    task = tiny_tasks.assistant(_tokenizer(), family=family, sequence_length=40, max_reply_length=6)
+    images, _, _, _ = _conversations(np.random.default_rng(2), 3)
+    histories = [[], [("pick a colour.", "red")], [("what colour is it?", "blue"), ("say it again.", "blue")]]
+    prompt_ids, _ = task.prompt_ids(histories, ["what colour is it?", "say it again.", "pick a colour."])
+    got = task.reply_tensors(images, prompt_ids)["token_ids"].numpy()
+
+    start, end, pad = special_ids(task.preprocessor.tokenizer)
+    converted = task.preprocessor.convert_images(images)
+    for row, ids in enumerate(prompt_ids):
+        tokens, reply = [start, *[int(t) for t in ids if t >= 0]], []
+        while len(reply) < task.max_reply_length:
+            logits = task.backbone({"images": converted[row:row + 1], "token_ids": tf.constant([tokens]),
+                                    "padding_mask": tf.ones((1, len(tokens)), tf.int32)})["logits"]
+            reply.append(int(np.argmax(logits[0, -1])))
+            tokens.append(reply[-1])
+            if reply[-1] == end:
+                break
+        expected = reply + [pad] * (task.max_reply_length - len(reply))
+        assert got[row].tolist() == expected, (row, got[row], expected)

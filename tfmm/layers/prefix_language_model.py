@@ -44,7 +44,8 @@ class PrefixLanguageModel(keras.layers.Layer):
     def build(self, prefix_shape, token_ids_shape=None, padding_mask_shape=None):
         self.built = True  # the backbone was built when it was made
 
-    def _embed(self, token_ids):
+    def embed(self, token_ids):
+        """Word embeddings of `token_ids` (no positions: `initial_state` and `step` add them where they sit)."""
         b = self.backbone
         x = b.token_embedding(token_ids)
         if self.family == "gemma":
@@ -69,7 +70,7 @@ class PrefixLanguageModel(keras.layers.Layer):
         return ops.cast(self.backbone.token_embedding(self.backbone.layer_norm(x), reverse=True), "float32")
 
     def call(self, prefix, token_ids, padding_mask, training=None):
-        words = self._embed(token_ids)
+        words = self.embed(token_ids)
         x = self._positions(ops.concatenate([ops.cast(prefix, words.dtype), words], axis=1), 0)
         mask = ops.concatenate([ops.ones(ops.shape(prefix)[:2], "bool"), ops.cast(padding_mask, "bool")], axis=1)
         for block in self.backbone.transformer_layers:
@@ -98,7 +99,7 @@ class PrefixLanguageModel(keras.layers.Layer):
 
     def step(self, token_ids, state, index):
         start = state["prefix_length"][0] + index
-        x = self._positions(self._embed(token_ids[:, None]), start)
+        x = self._positions(self.embed(token_ids[:, None]), start)
         state = dict(state)
         for i, block in enumerate(self.backbone.transformer_layers):
             x, state[f"cache{i}"] = self._block(block, x, cache=state[f"cache{i}"], index=start)

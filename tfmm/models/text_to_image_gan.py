@@ -98,6 +98,13 @@ class TextToImageGAN(Task):
             self.trackers[name].update_state(value)
         return self._with_vector_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
+    def _symbolic_build(self, iterator=None, data_batch=None):
+        # Under a distribution strategy Keras builds the model by calling it on a training batch, which holds images
+        # where the generator takes noise. Both networks are built when made: only the optimizer is left to build.
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        self._post_build()
+
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         generator_variables = self.backbone.trainable_variables

@@ -105,15 +105,20 @@ class VisualAssistant(Task):
         start, end, pad = special_ids(self.preprocessor.tokenizer)
         language_model = self.backbone.language_model
         prompt_ids = tf.cast(prompt_ids, tf.int32)
-        total = tf.shape(prompt_ids)[1] + self.max_reply_length
-        state = language_model.initial_state(self.backbone.image_tokens(images), total)
-        forced = tf.pad(prompt_ids, [[0, 0], [0, self.max_reply_length]], constant_values=-1)
-        batch = tf.shape(prompt_ids)[0]
-        drawn = sample(language_model.step, state, batch, start, end, total, temperature, top_k, top_p, seed,
-                       pad_id=pad, forced_ids=forced)["token_ids"]
-        lengths = tf.reduce_sum(tf.cast(prompt_ids >= 0, tf.int32), axis=1)
+        batch, lengths = tf.shape(prompt_ids)[0], tf.reduce_sum(tf.cast(prompt_ids >= 0, tf.int32), axis=1)
+        # The image tokens, the start token and the prompt tokens every row has but the last go through the model in
+        # one pass (prefill); the loop then starts from that last token, forcing each longer prompt's remaining ones.
+        prefilled = tf.reduce_min(lengths) - 1
+        words = tf.concat([tf.fill([batch, 1], start), prompt_ids[:, :prefilled]], axis=1)
+        image_tokens = self.backbone.image_tokens(images)
+        prefix = tf.concat([image_tokens, tf.cast(language_model.embed(words), image_tokens.dtype)], axis=1)
+        steps = tf.shape(prompt_ids)[1] - prefilled - 1 + self.max_reply_length
+        state = language_model.initial_state(prefix, steps)
+        forced = tf.pad(prompt_ids[:, prefilled + 1:], [[0, 0], [0, self.max_reply_length]], constant_values=-1)
+        drawn = sample(language_model.step, state, batch, prompt_ids[:, prefilled], end, steps, temperature, top_k,
+                       top_p, seed, pad_id=pad, forced_ids=forced)["token_ids"]
         # each reply starts where its prompt ends
-        columns = lengths[:, None] + tf.range(self.max_reply_length)[None]
+        columns = (lengths - prefilled - 1)[:, None] + tf.range(self.max_reply_length)[None]
         token_ids = tf.gather(drawn, columns, batch_dims=1)
         return {"token_ids": token_ids, "reply": self.preprocessor.replies(token_ids)}
 

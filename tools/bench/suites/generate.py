@@ -3,10 +3,8 @@ reader, sampling speed with and without the key/value cache, the exported `gener
 in the same run, side by side with the token model."""
 
 import json
-import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfmm.apps.generate import Generate
@@ -16,6 +14,7 @@ from tfmm.data.caption_sources import object_words
 from tfmm.evaluation import evaluate_generator
 from tools.bench.harness import app_config, scratch, timed
 from tools.bench.suites import gan
+from tools.bench.suites.gan import seconds_per_image
 
 SMOKE = ["data.shapes_config=tiny", "data.batch_size=16", "vqvae.hidden_dim=16", "vqvae.num_codes=32", "vqvae.code_dim=8",
          "vqvae.downsample=8", "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_dim=32",
@@ -26,16 +25,6 @@ SMOKE = ["data.shapes_config=tiny", "data.batch_size=16", "vqvae.hidden_dim=16",
 def add_arguments(parser):
     parser.add_argument("--prompts", type=int, default=200, help="prompts per split judged for fidelity")
     parser.add_argument("--without-gan", action="store_true", help="leave out the GAN and the side-by-side table")
-
-
-def seconds_per_image(function, count, repeats=3):
-    function()  # warm-up (tracing)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - started) / count)
-    return float(np.median(times))
 
 
 def run(args, report):
