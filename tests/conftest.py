@@ -4,10 +4,6 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX (the CI machines); on
-# an AVX2 machine the suite then ran other kernels, with other rounding, than CI, and slower. Every worker and the
-# processes the tests start (they inherit the environment) use oneDNN.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import pytest  # noqa: E402
 

@@ -4,6 +4,7 @@ tasks). The export of each task is checked by its app's tests, on a trained mode
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfmm.testing import check_fit, check_in_fresh_process, check_keras_round_trip, raw_dataset, tiny_tasks
 
@@ -63,7 +64,7 @@ def test_keras_round_trip_and_fit_on_raw_batches(tasks, name):
     inputs = preprocessed[0] if isinstance(preprocessed, tuple) else preprocessed
     if name == "gan":  # the generator takes noise where training takes images
         inputs = {"text_ids": inputs["text_ids"], "padding_mask": inputs["padding_mask"],
-                  "noise": np.random.default_rng(0).normal(size=(len(TEXTS), 4)).astype("float32")}
+                  "noise": tf.constant(np.random.default_rng(0).normal(size=(len(TEXTS), 4)), tf.float32)}
     check_keras_round_trip(task, inputs)
     check_fit(task, raw_dataset(*raw))
 
