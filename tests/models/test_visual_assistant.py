@@ -110,3 +110,17 @@ def test_prefilled_decoding_gives_the_replies_of_a_plain_greedy_loop(family):
                 break
         expected = reply + [pad] * (task.max_reply_length - len(reply))
         assert got[row].tolist() == expected, (row, got[row], expected)
+
+
+def test_reply_batches_by_prompt_length_and_answers_in_the_order_asked():
+    """`reply` sorts conversations by prompt length (for the one-pass prefill) and must hand back each answer in place:
+    the same replies as asking one conversation at a time, for pixels and for encoded images."""
+    keras.utils.set_random_seed(4)
+    task = tiny_tasks.assistant(_tokenizer(), sequence_length=40, max_reply_length=3)
+    images, _, _, _ = _conversations(np.random.default_rng(5), 5)
+    histories = [[("pick a colour.", "red")] * (i % 3) for i in range(5)]
+    questions = ["what colour is it?", "say it again.", "pick a colour.", "what colour is it?", "say it again."]
+    alone = [task.reply(images[i:i + 1], [histories[i]], [questions[i]])[0] for i in range(5)]
+    assert task.reply(images, histories, questions, batch_size=2) == alone
+    pngs = [tf.io.encode_png(image).numpy() for image in images]
+    assert task.reply(pngs, histories, questions, batch_size=2) == alone

@@ -137,7 +137,11 @@ class VisualAssistant(Task):
         settings = (float(temperature), int(top_k), float(top_p), int(seed))
         function = self.graph_function(f"reply{settings}", lambda images, prompt_ids: self.reply_tensors(
             images, prompt_ids, *settings[:3], tf.constant([settings[3], 0], tf.int64)))
-        texts = self.run_in_batches(function, {"images": images, "prompt_ids": ids}, batch_size)["reply"]
+        # Batches of similar prompt lengths: each batch's prompts go through the cache in one pass up to its shortest.
+        order = np.argsort((np.asarray(ids) >= 0).sum(axis=1), kind="stable")
+        images = images[order] if isinstance(images, np.ndarray) else [images[i] for i in order]
+        texts = self.run_in_batches(function, {"images": images, "prompt_ids": ids[order]}, batch_size)["reply"]
+        texts = texts[np.argsort(order)]
         return [text.decode("utf-8", errors="replace") for text in texts]  # byte-level BPE may stop mid-character
 
     def get_config(self):
