@@ -314,8 +314,7 @@ def differences(old, new, prefix=""):
     return found
 
 
-def parse_override(text):
-    """`key=value` (a TOML value, or a bare word as a string) → (key, value)."""
+def _parse_override(text):
     if "=" not in text:
         raise TfmmError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
@@ -330,7 +329,7 @@ def parse_override(text):
 def apply_overrides(data, overrides):
     """Applies `section.key=value` strings onto a nested dict (values parsed as TOML)."""
     for text in overrides:
-        key, value = parse_override(text)
+        key, value = _parse_override(text)
         parts = key.split(".")
         node = data
         for part in parts[:-1]:

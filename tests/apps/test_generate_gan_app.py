@@ -135,6 +135,9 @@ def test_settings_the_chosen_generator_does_not_read_are_refused(argv, message, 
 def test_predict_and_edit_refuse_what_a_gan_cannot_do(gan_run, tmp_path, capsys):
     assert run_cli("predict", "--model", gan_run.path, "a red circle", "--top-k", "3", "--output-dir", tmp_path) != 0
     assert "the GAN draws no tokens" in capsys.readouterr().err
+    # a setting only the token model reads is refused for a trained GAN too, not only when training one
+    assert run_cli("predict", "--model", gan_run.path, "a red circle", "--guidance-scale", "2", "--output-dir", tmp_path) != 0
+    assert "generation.guidance_scale is set, but model.generator = 'gan' does not use it" in capsys.readouterr().err
     image = tmp_path / "scene.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
     assert run_cli("edit", "--model", gan_run.path, image, "--region", "0,0,8,8", "--to", "a red circle") != 0

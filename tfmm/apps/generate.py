@@ -52,7 +52,6 @@ class Generate(App):
         """Stage 2: encodes the splits with a trained VQ-VAE to token records in the run directory, then
         trains the token transformer on them. The VQ-VAE is `--vqvae`, else the latest; the main job
         (no `args`) trains a new one first. The GAN trains in one stage from images, with `gan_train`."""
-        check_generator_settings(config)
         self.run_path = Path(getattr(args, "run_dir", None) or cli.run_dir(config.train.output_dir, self.name))
         if is_gan(config):
             gan = dataclasses.replace(config, train=dataclasses.replace(config.gan_train, output_dir=config.train.output_dir))
@@ -113,12 +112,14 @@ class Generate(App):
         synonyms = TextAugmenter(synonyms=config.data.text_augment.synonyms)
         synonyms = synonyms if training and synonyms.active else None
 
+        gan = is_gan(config)
+
         def pick(example, seed):
             count = tf.shape(example["captions"])[0]
             caption = example["captions"][tf.random.stateless_uniform([], seed, 0, count, dtype=tf.int32)]
-            dropped = tf.random.stateless_uniform([], seed + 1) < dropout
-            if "image" in example:  # the GAN's examples
+            if gan:
                 return {"prompts": caption, "images": example["image"]}
+            dropped = tf.random.stateless_uniform([], seed + 1) < dropout
             return {"prompts": tf.where(dropped, "", caption), "image_ids": example["tokens"]}
 
         def augment(batch, seed):
@@ -143,6 +144,9 @@ class Generate(App):
 
     def learning_rate_multipliers(self, config):
         return (lambda model: model.learning_rate_multipliers()) if is_gan(config) else None
+
+    def check_config(self, config):
+        check_generator_settings(config)
 
     def judge(self, config, path=None):
         """The scene reader: `path`, else the latest trained, else one trained now."""

@@ -122,6 +122,9 @@ _NOT_READ = {"tokens": ("gan", "gan_train"),
                      "model.intermediate_dim", "model.dropout", "data.text_dropout", "data.augment", "generation.guidance_scale",
                      "generation.edit_candidates", "sampling.top_k", "sampling.top_p")}
 
+_WHY_NOT = {"sampling.top_k": "the GAN draws no tokens", "sampling.top_p": "the GAN draws no tokens",
+            "generation.guidance_scale": "the GAN has no classifier-free guidance"}
+
 
 def check_generator_settings(config):
     """Raises on a setting the chosen generator (`model.generator`) would ignore."""
@@ -131,12 +134,15 @@ def check_generator_settings(config):
         ours, default = getattr(config, section), getattr(defaults, section)
         if field:
             ours, default = getattr(ours, field), getattr(default, field)
+        elif section == "train" and ours == dataclasses.replace(config.gan_train, output_dir=ours.output_dir):
+            continue  # a GAN run's own config: its training ran with gan_train's settings in `train`
         changed = differences(default, ours, f"{section}.") if dataclasses.is_dataclass(ours) else (
             [f"{key}: {default!r} → {ours!r}"] if ours != default else [])
         changed = [c for c in changed if not c.startswith("train.output_dir:")]
         if changed:
-            raise TfmmError(f"{changed[0].split(':')[0]} is set, but model.generator = {config.model.generator!r} does "
-                            "not use it")
+            name = changed[0].split(":")[0]
+            why = f" ({_WHY_NOT[name]})" if name in _WHY_NOT else ""
+            raise TfmmError(f"{name} is set, but model.generator = {config.model.generator!r} does not use it{why}")
 
 
 GENERATION_FLAGS = {**SAMPLING_FLAGS, "guidance_scale": ("generation", float, "classifier-free guidance (1 = off)")}

@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 
 from tfmm import cli
-from tfmm.config import given_keys, load_config, parse_override, read_toml
+from tfmm.config import given_keys, load_config, read_toml
 from tfmm.data import DataChecks
 from tfmm.data.pipeline import with_known_length
 from tfmm.errors import TfmmError
@@ -69,6 +69,9 @@ class App:
 
     def learning_rate_multipliers(self, config):
         return None
+
+    def check_config(self, config):
+        """Raises on settings this app cannot honour together (after `cannot_honour`, which refuses single keys)."""
 
     def train(self, runner, config, args=None):
         """How the app's `train` command and main job train (default: `runner.train`)."""
@@ -135,7 +138,9 @@ class Runner:
             path = default
         self.check_honoured(given_keys(read_toml(path)) if path else [])
         self.check_honoured([o.split("=", 1)[0].strip() for o in self.overrides(args)])
-        return load_config(self.app.config_class, path, self.overrides(args), base=base)
+        config = load_config(self.app.config_class, path, self.overrides(args), base=base)
+        self.app.check_config(config)
+        return config
 
     def check_honoured(self, keys):
         for key in keys:
@@ -149,8 +154,7 @@ class Runner:
     def _model_path(self, args):
         if getattr(args, "model", None):
             return Path(args.model)
-        output = next((str(parse_override(o)[1]) for o in args.set if o.startswith("train.output_dir=")), "runs")
-        return cli.latest_run(output, self.app.name)
+        return cli.latest_run(self.resolve_config(args).train.output_dir, self.app.name)
 
     def load(self, args):
         """(task, config, path) of the trained model `--model` names, with the config it was trained with

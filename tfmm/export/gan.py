@@ -14,7 +14,7 @@ An empty prompt, temperature ≤ 0 or top_k ≠ 0 fail the request with a messag
 import numpy as np
 import tensorflow as tf
 
-from tfmm.export.generator import _pixel_parity, _png, _prompt_ids
+from tfmm.export.generator import _pixel_parity, _png, _prompt_tokens
 from tfmm.export.saved_model import add_endpoint, task_archive, write_export
 from tfmm.export.tflite import write_tflite_models
 from tfmm.models.text_to_image_gan import draw_noise
@@ -27,9 +27,9 @@ def build_archive(model):
     def generate(prompt, seed, temperature, top_k):
         checks = [tf.debugging.Assert(temperature > 0, ["temperature must be above 0, got", temperature]),
                   tf.debugging.Assert(tf.equal(top_k, 0), ["top_k must be 0 (the GAN draws no tokens), got", top_k])]
-        text_ids = _prompt_ids(preprocessor, prompt, checks)
-        padding_mask = tf.cast(tf.not_equal(text_ids, preprocessor.tokenizer.pad_id), tf.int32)
-        images = model.images_tensor(text_ids, padding_mask, tf.stack([seed, tf.constant(1, tf.int64)]), temperature)
+        tokens = _prompt_tokens(preprocessor, prompt, checks)
+        text_ids = tokens["token_ids"]
+        images = model.images_tensor(text_ids, tokens["padding_mask"], tf.stack([seed, tf.constant(1, tf.int64)]), temperature)
         return {"png": _png(images), "tokens": tf.zeros([tf.shape(text_ids)[0], 0, 0], tf.int32),
                 "known_words": preprocessor.known_words(text_ids)}
 

@@ -39,11 +39,12 @@ def _sampling_checks(temperature, top_k, guidance_scale):
     return checks
 
 
-def _prompt_ids(preprocessor, prompt, checks):
+def _prompt_tokens(preprocessor, prompt, checks):
+    """`token_ids` and `padding_mask` of the prompts, after `checks` and a check that none is empty."""
     checks = [*checks, tf.debugging.Assert(tf.reduce_all(tf.strings.length(tf.strings.strip(prompt)) > 0),
                                            ["a prompt is empty: prompts", prompt])]
     with tf.control_dependencies(checks):
-        return tf.identity(preprocessor({"prompts": prompt})["text_ids"])
+        return {key: tf.identity(value) for key, value in preprocessor.tokenize(prompt).items()}
 
 
 def _edit_mask(box, size, grid):
@@ -65,7 +66,7 @@ def build_archive(model, edit_candidates=8):
         return tf.stack([seed, tf.constant(1, tf.int64)])
 
     def generate_guided(prompt, seed, temperature, top_k, guidance_scale):
-        text_ids = _prompt_ids(preprocessor, prompt, _sampling_checks(temperature, top_k, guidance_scale))
+        text_ids = _prompt_tokens(preprocessor, prompt, _sampling_checks(temperature, top_k, guidance_scale))["token_ids"]
         tokens = model.sample_ids(text_ids, guidance_scale, temperature, top_k, top_p, seed_pair(seed))
         tokens = tf.reshape(tokens, [-1, grid, grid])
         return {"png": _png(vqvae.decode(tokens)), "tokens": tokens, "known_words": preprocessor.known_words(text_ids)}
@@ -80,7 +81,7 @@ def build_archive(model, edit_candidates=8):
                   tf.debugging.Assert(inside, [f"box must be x0 < x1, y0 < y1 inside the {size}x{size} image, got", box]),
                   tf.debugging.assert_equal(tf.shape(image_bytes)[0], tf.shape(prompt)[0],
                                             message="give one prompt per image: image_bytes and prompt differ in length")]
-        text_ids = _prompt_ids(preprocessor, prompt, checks)
+        text_ids = _prompt_tokens(preprocessor, prompt, checks)["token_ids"]
         tokens = tf.reshape(vqvae.encode(preprocessor.convert_images(image_bytes)), [-1, grid * grid])
         forced = tf.where(tf.reshape(_edit_mask(box, size, grid), [1, -1]), -1, tokens)
         # `edit_candidates` drawings per image; the one the model finds most likely as a whole image is kept.
