@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tfmm.errors import TfmmError
 from tfmm.files import atomic_write
+from tfmm.quiet import known_notices_filtered
 
 
 def add_config_arguments(parser, app_name):
@@ -117,11 +118,12 @@ def latest_run(output_dir, task):
 def main(parser, argv=None):
     """Parses and dispatches to `args.handler`; user mistakes print one line and exit 2."""
     args = parser.parse_args(argv)
-    try:
-        return args.handler(args) or 0
-    except TfmmError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with known_notices_filtered():
+        try:
+            return args.handler(args) or 0
+        except TfmmError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130

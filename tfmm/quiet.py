@@ -5,12 +5,15 @@ is optimized to use…", "failed call to cuInit") before its logging honours `TF
 and the TFLite converter and interpreter print theirs ("fully_quantize: 0, …", "Created TensorFlow
 Lite XNNPACK delegate") with no switch at all, straight to file descriptor 2. `known_notices_hidden()`
 points that descriptor at a temporary file for the duration of such a call, then replays every line
-that is not a known notice, so a real error still shows. `--verbose` on any command (or
-`TFMM_VERBOSE=1`) shows everything.
+that is not a known notice, so a real error still shows. Some notices come at any point of a run (oneDNN's
+"supports DT_INT64 only on platforms with AVX-512", at the first graph it rewrites), so a command runs
+whole inside `known_notices_filtered()`: descriptor 2 becomes a pipe whose lines a thread passes on as
+they come, known notices left out. `--verbose` on any command (or `TFMM_VERBOSE=1`) shows everything.
 """
 
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -27,7 +30,12 @@ KNOWN_NOTICES = (
     "Created TensorFlow Lite XNNPACK delegate",
     "fully_quantize: ",
     "Estimated count of arithmetic ops",
+    "oneDNN supports DT_INT64 only on platforms with AVX-512",  # an E-level line for a harmless fallback to Eigen
 )
+
+
+def _is_notice(line):
+    return any(notice in line for notice in KNOWN_NOTICES)
 
 
 def verbose():
@@ -59,9 +67,57 @@ def known_notices_hidden():
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode(errors="replace").splitlines()
-            kept = [line for line in lines if line.strip() and not any(notice in line for notice in KNOWN_NOTICES)]
+            kept = [line for line in lines if line.strip() and not _is_notice(line)]
             if kept:
                 print("\n".join(kept), file=sys.stderr)
+
+
+# The relay: a bare Python (no site, no tfmm, no TensorFlow) that copies its stdin to its stderr piece by piece
+# (a piece ends at a newline or at a progress bar's carriage return), dropping the pieces that hold a notice given
+# as an argument. It ignores Ctrl+C and SIGTERM and stops at end of input, so it outlives the command and passes on
+# even the last lines of a crash (an abort in C++), which a thread inside the command would lose.
+_RELAY = """
+import os, re, signal, sys
+for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+    signal.signal(getattr(signal, name), signal.SIG_IGN)
+notices = [notice.encode() for notice in sys.argv[1:]]
+pending = b""
+while chunk := os.read(0, 65536):
+    *pieces, pending = re.split(rb"(?<=[\\r\\n])", pending + chunk)
+    kept = b"".join(piece for piece in pieces if not any(notice in piece for notice in notices))
+    if kept:
+        os.write(2, kept)
+if pending:
+    os.write(2, pending)
+"""
+
+
+@contextlib.contextmanager
+def known_notices_filtered():
+    """For a whole command: lines written to stderr (by C++ or Python, at any point) that are known notices are
+    dropped as they come; every other line is passed on at once, through a pipe to a relay process."""
+    if verbose():
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2 (an embedding host): nothing to filter
+        yield
+        return
+    relay = subprocess.Popen([sys.executable, "-I", "-S", "-c", _RELAY, *KNOWN_NOTICES], stdin=subprocess.PIPE)
+    os.dup2(relay.stdin.fileno(), 2)
+    relay.stdin.close()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer in this process goes: the relay passes on the rest and stops
+        os.close(saved)
+        try:
+            relay.wait(timeout=5)  # longer only while a child process of the command still holds the pipe
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def import_tensorflow():

@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from tfmm.errors import TfmmError
+from tfmm.quiet import known_notices_filtered
 
 
 def parser():
@@ -17,6 +18,11 @@ def parser():
 
 
 def main(argv=None):
+    with known_notices_filtered():
+        return _run(argv)
+
+
+def _run(argv):
     args = parser().parse_args(argv)
     if args.models and args.server:
         parser().error("give --models or --server, not both")

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from tfmm.errors import TfmmError
+from tfmm.quiet import known_notices_filtered
 from tfmm.serving.limits import Limits
 
 
@@ -87,6 +88,11 @@ def build_server(args):
 
 
 def main(argv=None):
+    with known_notices_filtered():  # TensorFlow's C++ notices come at any point of serving, not only at start
+        return _serve(argv)
+
+
+def _serve(argv):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
     try:
