@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmm.models.referring_segmenter import dice_loss
+from tfmm.models.referring_segmenter import dice_loss, presence_loss
 from tfmm.testing import tiny_tasks
 from tfmm.testing.tiny_tasks import IMAGE_SIZE
 
@@ -44,8 +44,9 @@ def test_film_starts_as_the_identity():
     np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-6)
 
 
-def test_loss_is_cross_entropy_plus_dice_against_numpy():
+def test_loss_is_cross_entropy_plus_dice_plus_presence_against_numpy():
     task = tiny_tasks.segmenter("film")
+    task.presence_weight, task.threshold = 0.7, 0.6
     x = _inputs(task, 3)
     targets = np.zeros((3, IMAGE_SIZE, IMAGE_SIZE), np.float32)
     targets[0, 2:9, 3:7] = 1
@@ -54,9 +55,14 @@ def test_loss_is_cross_entropy_plus_dice_against_numpy():
     p = 1 / (1 + np.exp(-logits))
     cross_entropy = -(targets * np.log(p) + (1 - targets) * np.log(1 - p)).mean(axis=(1, 2))
     dice = 1 - (2 * (p * targets).sum((1, 2)) + 1) / (p.sum((1, 2)) + targets.sum((1, 2)) + 1)
+    # presence: the most probable pixel against "names something", measured from the threshold (0.6 ↔ logit 0.405)
+    named = np.array([1.0, 1.0, 0.0])
+    q = 1 / (1 + np.exp(-(logits.max(axis=(1, 2)) - np.log(0.6 / 0.4))))
+    presence = -(named * np.log(q) + (1 - named) * np.log(1 - q))
     got = float(task.compute_loss(x, tf.constant(targets), task(x)))
-    assert got == pytest.approx((cross_entropy + dice).mean(), rel=1e-4)
+    assert got == pytest.approx((cross_entropy + dice + 0.7 * presence).mean(), rel=1e-4)
     np.testing.assert_allclose(dice_loss(logits, targets), dice, rtol=1e-5)
+    np.testing.assert_allclose(presence_loss(logits, targets, 0.6), presence, rtol=1e-5)
 
 
 def test_masks_are_resampled_like_the_images():

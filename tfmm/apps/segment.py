@@ -48,6 +48,8 @@ class SegmentModelConfig:
     filters: list = dataclasses.field(default_factory=lambda: [8, 16, 32, 64, 128])
     num_heads: int = positive(4)  # cross_attention's heads
     dice_weight: float = at_least(0, 1.0)  # loss = per-pixel cross-entropy + this × soft Dice
+    # + this × the cross-entropy of the most confident pixel against "names something" (empty masks for no-target)
+    presence_weight: float = at_least(0, 1.0)
     threshold: float = at_least(0, 0.5)  # a pixel is marked when its probability is above this
     sequence_length: int = positive(16)
     vocabulary_size: int = positive(400)
@@ -63,8 +65,9 @@ class SegmentModelConfig:
             raise TfmmError(f"model.threshold {self.threshold} must be between 0 and 1")
 
 
+# 8 epochs: 15–18 minutes on a 2-core Xeon (AVX-512, TensorFlow's oneDNN kernels); test mIoU 0.74 after 3, 0.78–0.84 after 8.
 SegmentConfig = app_config("SegmentConfig", SegmentDataConfig, SegmentModelConfig,
-                           TrainConfig(epochs=3, learning_rate=2e-3))
+                           TrainConfig(epochs=8, learning_rate=2e-3))
 
 
 class Segment(App):
@@ -89,7 +92,8 @@ class Segment(App):
         text_encoder = build_text_encoder(m.text_encoder, preprocessor.vocabulary_size, m.sequence_length)
         backbone = ReferringSegmenterBackbone(text_encoder, config.data.image_size, m.filters, m.conditioning,
                                               m.num_heads)
-        return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, threshold=m.threshold)
+        return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, presence_weight=m.presence_weight,
+                                  threshold=m.threshold)
 
     def pipeline(self, config, examples, training, shard=None, repeat=False):
         """Batches of raw `({"images", "text"}, masks)`."""
