@@ -125,10 +125,16 @@ def test_predict_plots_and_bad_input_is_one_line(trained, user_folder, tmp_path,
 @pytest.mark.parametrize("setting, message", [
     ("data.augment.flip=true", "data.augment.flip: the segment app cannot honour it"),
     ("data.image_size=30", "data.image_size 30 is not divisible by 16"),
+    ("model.word_attention_levels=6", "model.word_attention_levels 6: give 1 to 5 for film (the U-Net's levels"),
 ])
 def test_settings_it_cannot_honour_are_refused(setting, message, capsys):
     assert run_cli("train", "--set", setting) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_transformer_u_net_that_would_not_hear_the_words_is_refused(capsys):
+    assert run_cli("train", "--set", "model.conditioning=cross_attention", "--set", "model.word_attention_levels=0") == 2
+    assert "model.word_attention_levels 0: give 1 to 5 for cross_attention" in capsys.readouterr().err
 
 
 def _png_mask(data):

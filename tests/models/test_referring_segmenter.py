@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfmm.models import ReferringSegmenter, ReferringSegmenterBackbone
 from tfmm.models.referring_segmenter import dice_loss, presence_loss
 from tfmm.testing import tiny_tasks
 from tfmm.testing.tiny_tasks import IMAGE_SIZE
@@ -42,6 +43,20 @@ def test_film_starts_as_the_identity():
     images = np.repeat(tiny_tasks.images(1), 2, axis=0)
     probabilities = task.segment_details(images, TEXTS)["probabilities"]
     np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("levels, attending", [(1, ["bottleneck_words"]), (2, ["skip0_words", "bottleneck_words"])])
+def test_a_film_u_net_attends_to_the_words_at_its_coarsest_levels(levels, attending):
+    plain = tiny_tasks.segmenter("film").backbone
+    backbone = ReferringSegmenterBackbone(plain.text_encoder, IMAGE_SIZE, filters=(8, 16), num_heads=2,
+                                          word_attention_levels=levels)
+    assert sorted(layer.name for layer in backbone.layers if layer.name.endswith("_words")) == sorted(attending)
+    # FiLM starts as the identity, the attention does not: the words already matter
+    task = ReferringSegmenter(backbone, tiny_tasks.segmenter("film").preprocessor)
+    images = np.repeat(tiny_tasks.images(1), 2, axis=0)
+    probabilities = task.segment_details(images, TEXTS)["probabilities"]
+    assert not np.allclose(probabilities[0], probabilities[1], atol=1e-6)
+    assert ReferringSegmenterBackbone.from_config(backbone.get_config()).word_attention_levels == levels
 
 
 def test_loss_is_cross_entropy_plus_dice_plus_presence_against_numpy():
@@ -91,6 +106,7 @@ def _two_squares(rng, count):
 
 
 def test_a_tiny_segmenter_learns_to_mark_what_its_words_name():
+    keras.utils.set_random_seed(0)  # the initial weights, whatever ran before in this process
     tokenizer = tiny_tasks.WordPieceTokenizer(vocabulary=tiny_tasks.learn_vocabulary(["the red square", "the blue square"], 40))
     task = tiny_tasks.segmenter("cross_attention", tokenizer)
     images, masks, texts = _two_squares(np.random.default_rng(0), 256)

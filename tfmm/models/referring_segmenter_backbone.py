@@ -23,16 +23,25 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
     The encoder halves the resolution `len(filters) - 1` times; the decoder upsamples back, joining each skip
     level. The text (any tfmm text encoder: `sequence_output` words and `pooled_output` sentence) conditions it:
     - `"film"`: FiLM from the sentence at the bottleneck and at every decoder scale;
-    - `"cross_attention"` (a Transformer–U-Net): image positions attend to the words at the bottleneck and at
-      every skip level, so each region can find the word that names it.
+    - `"cross_attention"` (a Transformer–U-Net): image positions attend to the words, so each region can find the
+      word that names it.
+    `word_attention_levels` = k: the image positions attend to the words at the k coarsest levels (the bottleneck,
+    then the skips up from it); default 0 for film and every level for cross_attention. A FiLM U-Net with k = 2
+    attends where it costs little (16 and 64 positions at 64×64 with four halvings) and can look up each word.
     """
 
-    def __init__(self, text_encoder, image_size, filters=(8, 16, 32, 64, 128), conditioning="film", num_heads=4, dtype=None,
-                 **kwargs):
+    def __init__(self, text_encoder, image_size, filters=(8, 16, 32, 64, 128), conditioning="film", num_heads=4,
+                 word_attention_levels=None, dtype=None, **kwargs):
         if isinstance(text_encoder, dict):
             text_encoder = keras.layers.deserialize(text_encoder)
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        if word_attention_levels is None:
+            word_attention_levels = len(filters) if conditioning == "cross_attention" else 0
+        lowest = 1 if conditioning == "cross_attention" else 0  # a Transformer–U-Net hears the text only there
+        if not lowest <= word_attention_levels <= len(filters):
+            raise ValueError(f"word_attention_levels {word_attention_levels} must be between {lowest} and "
+                             f"{len(filters)} for {conditioning} with filters {list(filters)}")
         if image_size % 2 ** (len(filters) - 1):
             raise ValueError(f"image_size {image_size} must be divisible by {2 ** (len(filters) - 1)} "
                              f"({len(filters) - 1} halvings for filters {list(filters)})")
@@ -42,28 +51,30 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
         encoded = text_encoder(text)
         words, sentence, mask = encoded["sequence_output"], encoded["pooled_output"], text["padding_mask"]
 
-        def listen(x, name):
-            if conditioning == "film":
-                return FiLM(x.shape[-1], dtype=dtype, name=f"{name}_film")(x, sentence)
+        def attend(x, name):
             return WordAttention(num_heads, dtype=dtype, name=f"{name}_words")(x, words, mask)
 
+        def film(x, name):
+            return FiLM(x.shape[-1], dtype=dtype, name=f"{name}_film")(x, sentence) if conditioning == "film" else x
+
+        coarsest = len(filters) - word_attention_levels  # skip levels from here on attend (the bottleneck is level len-1)
         x = keras.layers.Rescaling(2.0, offset=-1.0, dtype=dtype, name="rescale")(images)
         skips = []
         for level, width in enumerate(filters[:-1]):
             x = _conv_block(x, width, f"down{level}", dtype)
-            skips.append(listen(x, f"skip{level}") if conditioning == "cross_attention" else x)
+            skips.append(attend(x, f"skip{level}") if level >= coarsest else x)
             x = keras.layers.MaxPooling2D(dtype=dtype, name=f"pool{level}")(x)
-        x = listen(_conv_block(x, filters[-1], "bottleneck", dtype), "bottleneck")
+        x = _conv_block(x, filters[-1], "bottleneck", dtype)
+        x = film(attend(x, "bottleneck") if word_attention_levels else x, "bottleneck")
         for level in reversed(range(len(filters) - 1)):
             x = keras.layers.Conv2DTranspose(filters[level], 2, strides=2, dtype=dtype, name=f"up{level}")(x)
             x = keras.layers.Concatenate(dtype=dtype, name=f"join{level}")([x, skips[level]])
-            x = _conv_block(x, filters[level], f"decode{level}", dtype)
-            if conditioning == "film":
-                x = listen(x, f"decode{level}")
+            x = film(_conv_block(x, filters[level], f"decode{level}", dtype), f"decode{level}")
         logits = keras.layers.Conv2D(1, 1, dtype="float32", name="logits")(x)
         logits = keras.layers.Reshape((image_size, image_size), dtype="float32", name="mask_logits")(logits)
         super().__init__(inputs={"images": images, **text}, outputs={"logits": logits}, dtype=dtype, **kwargs)
         self.image_size, self.filters, self.conditioning, self.num_heads = image_size, list(filters), conditioning, num_heads
+        self.word_attention_levels = word_attention_levels
 
     @property
     def sequence_length(self):
@@ -72,5 +83,6 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
     def get_config(self):
         config = super().get_config()
         config.update(text_encoder=keras.layers.serialize(self.text_encoder), image_size=self.image_size,
-                      filters=self.filters, conditioning=self.conditioning, num_heads=self.num_heads)
+                      filters=self.filters, conditioning=self.conditioning, num_heads=self.num_heads,
+                      word_attention_levels=self.word_attention_levels)
         return config
