@@ -42,16 +42,23 @@ def verbose():
     return os.environ.get("TFMM_VERBOSE") == "1" or "--verbose" in sys.argv[1:]
 
 
+def _saved_stderr():
+    """A copy of descriptor 2 to put back afterwards, or None where nothing is to be hidden: verbose, or no usable
+    descriptor 2 (an embedding host)."""
+    if verbose():
+        return None
+    try:
+        sys.stderr.flush()
+        return os.dup(2)
+    except (OSError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def known_notices_hidden():
     """Within the block, lines written to stderr (by C++ or Python) that are known notices are dropped."""
-    if verbose():
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable descriptor 2 (an embedding host): nothing to hide
+    saved = _saved_stderr()
+    if saved is None:
         yield
         return
     with tempfile.TemporaryFile() as captured:
@@ -96,13 +103,8 @@ if pending:
 def known_notices_filtered():
     """For a whole command: lines written to stderr (by C++ or Python, at any point) that are known notices are
     dropped as they come; every other line is passed on at once, through a pipe to a relay process."""
-    if verbose():
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable descriptor 2 (an embedding host): nothing to filter
+    saved = _saved_stderr()
+    if saved is None:
         yield
         return
     relay = subprocess.Popen([sys.executable, "-I", "-S", "-c", _RELAY, *KNOWN_NOTICES], stdin=subprocess.PIPE)
