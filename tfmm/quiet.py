@@ -7,8 +7,8 @@ Lite XNNPACK delegate") with no switch at all, straight to file descriptor 2. `k
 points that descriptor at a temporary file for the duration of such a call, then replays every line
 that is not a known notice, so a real error still shows. Some notices come at any point of a run (oneDNN's
 "supports DT_INT64 only on platforms with AVX-512", at the first graph it rewrites), so a command runs
-whole inside `known_notices_filtered()`: descriptor 2 becomes a pipe whose lines a thread passes on as
-they come, known notices left out. `--verbose` on any command (or `TFMM_VERBOSE=1`) shows everything.
+whole inside `known_notices_filtered()`: descriptor 2 becomes a pipe to a small relay process that passes
+lines on as they come, known notices left out. `--verbose` on any command (or `TFMM_VERBOSE=1`) shows everything.
 """
 
 import contextlib

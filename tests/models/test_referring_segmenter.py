@@ -47,12 +47,12 @@ def test_film_starts_as_the_identity():
 
 @pytest.mark.parametrize("levels, attending", [(1, ["bottleneck_words"]), (2, ["skip0_words", "bottleneck_words"])])
 def test_a_film_u_net_attends_to_the_words_at_its_coarsest_levels(levels, attending):
-    plain = tiny_tasks.segmenter("film").backbone
-    backbone = ReferringSegmenterBackbone(plain.text_encoder, IMAGE_SIZE, filters=(8, 16), num_heads=2,
+    plain = tiny_tasks.segmenter("film")
+    backbone = ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16), num_heads=2,
                                           word_attention_levels=levels)
     assert sorted(layer.name for layer in backbone.layers if layer.name.endswith("_words")) == sorted(attending)
     # FiLM starts as the identity, the attention does not: the words already matter
-    task = ReferringSegmenter(backbone, tiny_tasks.segmenter("film").preprocessor)
+    task = ReferringSegmenter(backbone, plain.preprocessor)
     images = np.repeat(tiny_tasks.images(1), 2, axis=0)
     probabilities = task.segment_details(images, TEXTS)["probabilities"]
     assert not np.allclose(probabilities[0], probabilities[1], atol=1e-6)
