@@ -92,10 +92,12 @@ def _fits(objects, words):
 def _oracle(scene, question, previous):
     """(the answer to a built-in question, read from its words and the scene alone; the object it asks about)."""
     words = normalise_answer(question).split()
-    small_or_large = "small" in words and "large" in words  # "is the red object small or large?"
-    named = [w for w in words if w in COLOURS + SHAPES + (() if small_or_large else SIZES)]
+    small_or_large = "small" in words and ("large" in words or "big" in words)  # "is the red object small or large?"
+    asks_size = small_or_large or "size" in words or "big" in words or words[:2] == ["how", "large"]
+    named = [w for w in words if w in COLOURS + SHAPES + (() if asks_size else SIZES)]
     listing = lambda objs: ", ".join(o.phrase() for o in objs[:-1]) + (" and " if len(objs) > 1 else "") + objs[-1].phrase()
-    if "describe" in words or "tell" in words or question == "what do you see?":
+    overviews = ("what do you see?", "what is in this picture?", "tell me about the image.", "tell me what is in the image.")
+    if "describe" in words or "list" in words or question in overviews:
         return listing(scene.objects), None
     if "many" in words or "count" in words or "number" in words:
         return ("none", "one", "two", "three")[len(scene.objects)], None
@@ -109,14 +111,13 @@ def _oracle(scene, question, previous):
         index = scene.objects.index(anchor)
         side = scene.objects[:index] if "left" in words else scene.objects[index + 1:]
         return (listing(side) if side else "nothing"), None
-    if words[0] in ("is", "does", "can") and not small_or_large:
+    if words[0] in ("is", "does", "can", "do") and not small_or_large:
         there = bool(_fits(scene.objects, named))
         if "no" in words or "not" in words or "without" in words:
             thing = " ".join(named)
             return (f"no there is a {thing}" if there else f"yes there is no {thing}"), None
         return ("yes" if there else "no"), None
-    attribute = "size" if ("size" in words or "big" in words or small_or_large) else \
-        "colour" if "colour" in words else "shape"
+    attribute = "size" if asks_size else "colour" if "colour" in words else "shape"
     found = _fits(scene.objects, named)
     if not found:
         return f"there is no {named[0]}", None
@@ -125,12 +126,13 @@ def _oracle(scene, question, previous):
 
 
 def _template_of(question):
-    """(intent, phrasing) of the one template that `question` fills in."""
+    """(intent, phrasing) of the templates that `question` fills in ("is there a {x}?" and "is there a {x} in the
+    picture?" both fit "is there a red star in the picture?"): one intent and phrasing, or the test fails."""
     fields = {"x": "[a-z ]+", "side": "(left|right) of", "attribute": "(colour|shape|size)"}
-    found = [(intent, phrasing) for intent, sets in QUESTIONS.items() for phrasing, templates in sets.items()
-             for t in templates if re.fullmatch(re.escape(t).replace(r"\{", "{").replace(r"\}", "}").format(**fields), question)]
+    found = {(intent, phrasing) for intent, sets in QUESTIONS.items() for phrasing, templates in sets.items()
+             for t in templates if re.fullmatch(re.escape(t).replace(r"\{", "{").replace(r"\}", "}").format(**fields), question)}
     assert len(found) == 1, (question, found)
-    return found[0]
+    return found.pop()
 
 
 @pytest.mark.parametrize("phrasing", ["train", "heldout"])

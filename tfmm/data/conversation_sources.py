@@ -2,10 +2,11 @@
 
 `data.source`:
 - `shapes`: the built-in set (`tfmm.data.instructions`), written once as LLaVA JSON under
-  `<data.data_dir or ~/tensorflow_datasets>/tfmm_instructions/<shapes_config>-<image_size>px/` and read from there;
-  its splits are `train` (+ the easy-VQA training images' questions with `data.easy_vqa`), `validation`, `test`,
-  `phrasing` (test scenes asked with held-out phrasings), `easy_vqa_test` (every official easy-VQA test question)
-  and `captions` (one-turn "describe" conversations: the alignment stage's data).
+  `<data.data_dir or ~/tensorflow_datasets>/tfmm_instructions/<shapes_config>-<image_size>px-v<version>/` and
+  read from there (a new version of the set is written beside the old); its splits are `train` (+ the easy-VQA
+  training images' questions with `data.easy_vqa`), `validation`, `test`, `phrasing` (test scenes asked with
+  held-out phrasings), `easy_vqa_test` (every official easy-VQA test question) and `captions` (one-turn
+  "describe" conversations: the alignment stage's data).
 - a folder with `train.json`, `validation.json`, `test.json` (LLaVA format; a missing validation/test file is
   carved out of train.json by the suite's hash of the image path);
 - one LLaVA `.json` file: train, validation and test by that hash.
@@ -17,7 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfmm.data.conversations import conversation_dataset, read_conversations
-from tfmm.data.instructions import build_instruction_set
+from tfmm.data.instructions import INSTRUCTION_SET_VERSION, build_instruction_set
 from tfmm.data.readers import SPLIT_FILES
 from tfmm.data.sources import hash_split
 from tfmm.errors import TfmmError
@@ -31,7 +32,7 @@ BUILT_IN_SPLITS = ("train", "validation", "test", "phrasing", "captions", "easy_
 
 def built_in_folder(data):
     root = Path(data.data_dir or "~/tensorflow_datasets").expanduser()
-    return root / "tfmm_instructions" / f"{data.shapes_config}-{data.image_size}px"
+    return root / "tfmm_instructions" / f"{data.shapes_config}-{data.image_size}px-v{INSTRUCTION_SET_VERSION}"
 
 
 def ensure_built_in(data):

@@ -22,26 +22,39 @@ from tfmm.data.shapes import SPLITS as SHAPE_SPLITS
 from tfmm.errors import TfmmError
 
 NUMBERS = ("none", "one", "two", "three", "four")
+INSTRUCTION_SET_VERSION = 2  # part of the written set's folder name: bump it when what the set says changes
 
-# {intent: {"train" | "heldout": question templates}}
+# {intent: {"train" | "heldout": question templates}}. Many training phrasings, so the model learns to find the
+# intent and the object in any sentence; the held-out ones are new sentences whose words training uses only in
+# other sentences ("what is the number of shapes?" against "tell me the number of shapes."), not unseen words.
 QUESTIONS = {
-    "describe": {"train": ("describe the image.", "what do you see?", "describe this picture from left to right."),
+    "describe": {"train": ("describe the image.", "what do you see?", "describe this picture from left to right.",
+                           "what is in this picture?", "tell me about the image.", "list the shapes from left to right."),
                  "heldout": ("tell me what is in the image.",)},
-    "count": {"train": ("how many shapes are there?", "how many objects are in the image?", "count the shapes."),
+    "count": {"train": ("how many shapes are there?", "how many objects are in the image?", "count the shapes.",
+                        "tell me the number of shapes.", "what is the number of objects in the picture?",
+                        "how many things do you see?"),
               "heldout": ("what is the number of shapes?",)},
-    "colour": {"train": ("what colour is the {x}?", "which colour does the {x} have?"),
+    "colour": {"train": ("what colour is the {x}?", "which colour does the {x} have?", "tell me the colour of the {x}.",
+                         "what colour does the {x} have in the picture?", "the colour of the {x} is what?"),
                "heldout": ("what is the colour of the {x}?",)},
-    "shape": {"train": ("what shape is the {x}?", "which shape is the {x}?"),
+    "shape": {"train": ("what shape is the {x}?", "which shape is the {x}?", "what kind of object is the {x}?",
+                        "tell me the shape of the {x}.", "what is the shape of the {x} in the image?"),
               "heldout": ("what kind of shape is the {x}?",)},
-    "size": {"train": ("what size is the {x}?", "is the {x} small or large?"),
+    "size": {"train": ("what size is the {x}?", "is the {x} small or large?", "how large is the {x}?",
+                       "tell me how big the {x} is.", "is the {x} big or small?"),
              "heldout": ("how big is the {x}?",)},
-    "relation": {"train": ("what is {side} the {x}?", "which shape is {side} the {x}?"),
+    "relation": {"train": ("what is {side} the {x}?", "which shape is {side} the {x}?", "what do you see {side} the {x}?",
+                           "tell me what is {side} the {x}.", "what can be found {side} the {x}?"),
                  "heldout": ("what can you see {side} the {x}?",)},
-    "yes/no": {"train": ("is there a {x}?", "does the image contain a {x}?"),
+    "yes/no": {"train": ("is there a {x}?", "does the image contain a {x}?", "do you see a {x}?", "can you find a {x}?",
+                         "is there a {x} in the picture?"),
                "heldout": ("can you see a {x}?",)},
-    "negated": {"train": ("is there no {x}?", "is there not a {x}?"),
+    "negated": {"train": ("is there no {x}?", "is there not a {x}?", "is the picture without any {x}?",
+                          "does the image have no {x}?"),
                 "heldout": ("is the image without a {x}?",)},
-    "follow-up": {"train": ("and what {attribute} is it?", "what {attribute} is it?"),
+    "follow-up": {"train": ("and what {attribute} is it?", "what {attribute} is it?", "and what is its {attribute}?",
+                            "what about its {attribute}?"),
                   "heldout": ("and its {attribute}?",)},
 }
 

@@ -19,10 +19,17 @@ from tfmm.data.shapes import COLOURS, SHAPES, SIZES, object_masks
 KINDS = ("attribute", "relation", "multiple", "no_target")
 
 # {kind: {"train" | "heldout": templates}}; "{}" is the noun phrase ("red circle", "object left of the red circle").
+# Many training phrasings, so the model learns to read the noun phrase whatever surrounds it; the held-out ones
+# are new sentences whose words training uses only in other sentences ("where is the red circle" against
+# "where is the red circle in the picture"), not words it never read.
 PHRASINGS = {
-    "single": {"train": ("the {}", "{}", "the {} in the picture", "find the {}"),
+    "single": {"train": ("the {}", "{}", "the {} in the picture", "find the {}", "show the {}", "show me the {} in the image",
+                         "where is the {} in the picture", "segment the {} in the image", "mark the {}", "highlight the {}",
+                         "locate the {}", "select the {} in the picture", "point to the {}", "the {} in the image"),
                "heldout": ("where is the {}", "segment the {}")},
-    "multiple": {"train": ("all {}", "all the {}", "all {} in the picture"),
+    "multiple": {"train": ("all {}", "all the {}", "all {} in the picture", "all of the {}", "every one of the {}",
+                           "mark all the {} in the image", "show all {}", "find all the {}", "highlight all {}",
+                           "segment all the {}", "where are the {}", "select each one of the {} in the picture"),
                  "heldout": ("each of the {}", "mark all {}")},
 }
 _PLURAL = {"cross": "crosses"}

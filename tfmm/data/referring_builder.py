@@ -31,9 +31,10 @@ class ReferringConfig(tfds.core.BuilderConfig):
 class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
     """Referring expressions on procedural shapes scenes, with their masks."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.0.0": "First release.",
-                     "1.1.0": "Two attribute expressions per scene; no-target expressions in every attribute form."}
+                     "1.1.0": "Two attribute expressions per scene; no-target expressions in every attribute form.",
+                     "1.2.0": "Fourteen single-object and twelve several-object training phrasings (four and three before)."}
     BUILDER_CONFIGS = [
         ReferringConfig(name="default", description="64×64, 6k training scenes"),
         ReferringConfig(name="small", description="64×64, 1.5k training scenes", num_train=1500, num_validation=150,
