@@ -59,6 +59,34 @@ def test_a_film_u_net_attends_to_the_words_at_its_coarsest_levels(levels, attend
     assert ReferringSegmenterBackbone.from_config(backbone.get_config()).word_attention_levels == levels
 
 
+def _bilinear_upsample(x, factor):
+    """NumPy: (B, h, w) → (B, h·f, w·f), half-pixel centres, edges clamped (as `UpSampling2D(bilinear)`)."""
+    def weights(size):
+        at = np.clip((np.arange(size * factor) + 0.5) / factor - 0.5, 0, size - 1)
+        low = np.floor(at).astype(int)
+        high, t = np.minimum(low + 1, size - 1), at - low
+        matrix = np.zeros((size * factor, size))
+        np.add.at(matrix, (np.arange(size * factor), low), 1 - t)
+        np.add.at(matrix, (np.arange(size * factor), high), t)
+        return matrix
+    rows, cols = weights(x.shape[1]), weights(x.shape[2])
+    return np.einsum("ih,bhw,jw->bij", rows, x, cols)
+
+
+def test_coarse_logits_add_the_first_decoder_levels_upsampled_guess():
+    plain = tiny_tasks.segmenter("film")
+    backbone = ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16, 32), num_heads=2,
+                                          coarse_logits=True)
+    parts = keras.Model(backbone.input, [backbone.get_layer("logits").output, backbone.get_layer("coarse_logits").output,
+                                         backbone.output["logits"]])
+    fine, coarse, total = (np.asarray(t, np.float64) for t in parts(_inputs(plain, 2)))
+    assert coarse.shape == (2, IMAGE_SIZE // 2, IMAGE_SIZE // 2, 1)  # one halving above the bottleneck
+    assert np.abs(coarse).max() > 1e-3
+    np.testing.assert_allclose(total, fine[..., 0] + _bilinear_upsample(coarse[..., 0], 2), atol=1e-5)
+    assert ReferringSegmenterBackbone.from_config(backbone.get_config()).coarse_logits
+    assert "coarse_logits" not in [layer.name for layer in plain.backbone.layers]  # off by default
+
+
 def test_loss_is_cross_entropy_plus_dice_plus_presence_against_numpy():
     task = tiny_tasks.segmenter("film")
     task.presence_weight, task.threshold = 0.7, 0.6

@@ -50,6 +50,8 @@ class SegmentModelConfig:
     # image positions attend to the words at this many of the coarsest levels (1 = the bottleneck, then the skips up
     # from it); -1 = the conditioning's own: film 2 (16 and 64 positions: cheap), cross_attention every level
     word_attention_levels: int = at_least(-1, -1)
+    # the first decoder level also predicts logits, upsampled and added to the full-resolution ones (see the backbone)
+    coarse_logits: bool = False
     dice_weight: float = at_least(0, 1.0)  # loss = per-pixel cross-entropy + this × soft Dice
     # + this × the cross-entropy of the most confident pixel against "names something" (empty masks for no-target)
     presence_weight: float = at_least(0, 1.0)
@@ -104,7 +106,7 @@ class Segment(App):
         m = config.model
         text_encoder = build_text_encoder(m.text_encoder, preprocessor.vocabulary_size, m.sequence_length)
         backbone = ReferringSegmenterBackbone(text_encoder, config.data.image_size, m.filters, m.conditioning,
-                                              m.num_heads, m.attention_levels())
+                                              m.num_heads, m.attention_levels(), m.coarse_logits)
         return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, presence_weight=m.presence_weight,
                                   threshold=m.threshold)
 
