@@ -40,6 +40,14 @@ def _latencies(task, runner, config, examples):
     return keras_b1, keras_b64, saved_b1, tflite_b1
 
 
+def _label(model):
+    """The row's name: the conditioning and what the default config adds to it."""
+    extras = [f"words at {model.attention_levels()} of {len(model.filters)} levels"]
+    if model.coarse_logits:
+        extras.append("coarse logits")
+    return f"{model.conditioning} ({', '.join(extras)})"
+
+
 def variant_row(conditioning, args, folder, fresh):
     app = Segment()
     base = (SMOKE_SHAPES + ["data.image_size=32", "model.filters=[8, 16]", "model.text_encoder.size=tiny",
@@ -60,10 +68,10 @@ def variant_row(conditioning, args, folder, fresh):
     print(f"segment: {conditioning} on easy-VQA")
     easy_task, easy_seconds = timed(lambda: easy_runner.train(easy_config))
     easy = app.evaluate(easy_task, easy_config, None, argparse.Namespace(data=str(fresh)))
-    row = [conditioning, scores["test"]["miou"], scores["heldout"]["miou"], scores["phrasing"]["miou"],
+    row = [_label(config.model), scores["test"]["miou"], scores["heldout"]["miou"], scores["phrasing"]["miou"],
            scores["test"]["no_target_accuracy"], easy["miou"], f"{task.count_params():,}", round(shapes_seconds),
            round(easy_seconds), *(round(v, 2) if isinstance(v, float) else v for v in latencies)]
-    return row, scores, easy
+    return row, scores, easy, conditioning
 
 
 def run(args, report):
@@ -72,15 +80,15 @@ def run(args, report):
         results = [variant_row(v, args, folder, fresh) for v in (args.variants[:1] if args.smoke else args.variants)]
     report.table("Referring segmentation: FiLM U-Net vs Transformer–U-Net (default config each; easy-VQA-style: a "
                  "model of the same config trained on the official easy-VQA images, scored on fresh generated ones)",
-                 HEADER, [r[0] for r in results],
+                 HEADER, [row for row, *_ in results],
                  note="mIoU over expressions with a target; no-target accuracy: the share of expressions naming nothing "
                       "whose predicted mask is empty (test split). Targets: test ≥ 0.90, held-out ≥ 0.80, no-target ≥ 0.95, "
                       "easy-VQA-style ≥ 0.85, in ≤ 20 minutes of training.")
-    kinds = sorted({k for _, scores, _ in results for k in scores["test"]["kinds"]})
+    kinds = sorted({k for _, scores, *_ in results for k in scores["test"]["kinds"]})
     report.table("Test mIoU (no-target accuracy for no_target) per expression kind", ["model", *kinds],
                  [[row[0], *(scores["test"]["kinds"][k]["no_target_accuracy" if k == "no_target" else "miou"]
-                             if k in scores["test"]["kinds"] else "—" for k in kinds)] for row, scores, _ in results])
-    for row, scores, easy in results:
-        report.record(**{f"{row[0]}_test_miou": scores["test"]["miou"], f"{row[0]}_heldout_miou": scores["heldout"]["miou"],
-                         f"{row[0]}_no_target_accuracy": scores["test"]["no_target_accuracy"],
-                         f"{row[0]}_easy_vqa_miou": easy["miou"]})
+                             if k in scores["test"]["kinds"] else "—" for k in kinds)] for row, scores, *_ in results])
+    for _, scores, easy, name in results:
+        report.record(**{f"{name}_test_miou": scores["test"]["miou"], f"{name}_heldout_miou": scores["heldout"]["miou"],
+                         f"{name}_no_target_accuracy": scores["test"]["no_target_accuracy"],
+                         f"{name}_easy_vqa_miou": easy["miou"]})
