@@ -16,6 +16,7 @@ from tfmm.apps.runner import App, Runner
 from tfmm.config import DataConfig, TrainConfig, app_config, at_least, one_of, positive, variant
 from tfmm.data import DataChecks, build_pipeline, read_image_files
 from tfmm.data.referring_sources import load_referring
+from tfmm.data.shapes import SHAPES
 from tfmm.encoders import TEXT_ENCODERS, build_text_encoder
 from tfmm.errors import TfmmError
 from tfmm.evaluation.segmentation import SegmentationScores
@@ -52,6 +53,10 @@ class SegmentModelConfig:
     word_attention_levels: int = at_least(-1, -1)
     # the first decoder level also predicts logits, upsampled and added to the full-resolution ones (see the backbone)
     coarse_logits: bool = False
+    # + this × the cross-entropy of the first decoder level's per-position shape classes against the shape under
+    # each pixel (the built-in data has it): the features learn what each object is before the words select by
+    # it; -1 = 1.0 on the built-in data, 0 elsewhere
+    shape_weight: float = at_least(-1, -1)
     dice_weight: float = at_least(0, 1.0)  # loss = per-pixel cross-entropy + this × soft Dice
     # + this × the cross-entropy of the most confident pixel against "names something" (empty masks for no-target)
     presence_weight: float = at_least(0, 1.0)
@@ -68,11 +73,21 @@ class SegmentModelConfig:
                             f"({len(self.filters) - 1} halvings for model.filters {self.filters})")
         if not 0 < self.threshold < 1:
             raise TfmmError(f"model.threshold {self.threshold} must be between 0 and 1")
+        if self.shape_weight > 0 and root.data.source != "shapes":
+            raise TfmmError(f"model.shape_weight {self.shape_weight}: only the built-in data (data.source = \"shapes\") "
+                            f"has the shape under each pixel, not {root.data.source!r}; give 0 or -1")
+        if self.shape_weight > 0 and len(self.filters) < 2:
+            raise TfmmError(f"model.shape_weight {self.shape_weight} needs a decoder: model.filters {self.filters} has one level")
         levels = len(self.filters)
         if self.word_attention_levels > levels or (self.word_attention_levels == 0 and self.conditioning == "cross_attention"):
             raise TfmmError(f"model.word_attention_levels {self.word_attention_levels}: give 1 to {levels} for "
                             f"{self.conditioning} (the U-Net's levels, model.filters {self.filters})"
                             + (", or 0 for none" if self.conditioning == "film" else "") + "; -1 for the default")
+
+    def shape_loss_weight(self, data):
+        if self.shape_weight >= 0:
+            return self.shape_weight
+        return 1.0 if data.source == "shapes" else 0.0
 
     def attention_levels(self):
         if self.word_attention_levels >= 0:
@@ -105,18 +120,23 @@ class Segment(App):
     def build_task(self, config, preprocessor):
         m = config.model
         text_encoder = build_text_encoder(m.text_encoder, preprocessor.vocabulary_size, m.sequence_length)
+        shape_weight = m.shape_loss_weight(config.data)
         backbone = ReferringSegmenterBackbone(text_encoder, config.data.image_size, m.filters, m.conditioning,
-                                              m.num_heads, m.attention_levels(), m.coarse_logits)
+                                              m.num_heads, m.attention_levels(), m.coarse_logits,
+                                              len(SHAPES) + 1 if shape_weight else 0)
         return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, presence_weight=m.presence_weight,
-                                  threshold=m.threshold)
+                                  threshold=m.threshold, shape_weight=shape_weight)
 
     def pipeline(self, config, examples, training, shard=None, repeat=False):
-        """Batches of raw `({"images", "text"}, masks)`."""
+        """Batches of raw `({"images", "text"}, masks)`, or `{"mask", "shape_map"}` targets where the model learns
+        shapes too (`model.shape_weight`)."""
         data = config.data
+        with_shapes = bool(config.model.shape_loss_weight(data))
 
         def pair(example, seed):
             del seed
-            return {"images": example["image"], "text": example["text"]}, example["mask"]
+            target = {"mask": example["mask"], "shape_map": example["shape_map"]} if with_shapes else example["mask"]
+            return {"images": example["image"], "text": example["text"]}, target
 
         return build_pipeline(examples, per_worker_batch(data.batch_size, shard), training=training, example_fn=pair,
                               cache=data.cache, shuffle_buffer=data.shuffle_buffer, seed=config.train.seed, shard=shard,

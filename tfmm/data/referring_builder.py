@@ -1,7 +1,7 @@
 """`tfmm_shapes_referring` as a TensorFlow Datasets builder: `shapes` scenes, each with the referring expressions
 `tfmm.data.referring.PER_SCENE` lists (two attribute ones, one of every other kind it allows) and the mask each
-names. Offline, like `tfmm_shapes`,
-and its images are `tfmm_shapes`' images of the same split and index.
+names, and a map of the shape under each pixel (`shape_map`). Offline, like `tfmm_shapes`, and its images are
+`tfmm_shapes`' images of the same split and index.
 
 Splits: `train`, `validation`, `test`, `heldout` (scenes of the colour–shape combinations training never shows)
 and `phrasing` (the test scenes asked in the held-out phrasings).
@@ -31,10 +31,11 @@ class ReferringConfig(tfds.core.BuilderConfig):
 class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
     """Referring expressions on procedural shapes scenes, with their masks."""
 
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {"1.0.0": "First release.",
                      "1.1.0": "Two attribute expressions per scene; no-target expressions in every attribute form.",
-                     "1.2.0": "Fourteen single-object and twelve several-object training phrasings (four and three before)."}
+                     "1.2.0": "Fourteen single-object and twelve several-object training phrasings (four and three before).",
+                     "1.3.0": "shape_map: the shape under each pixel (0 background, 1 + its index in shapes.SHAPES)."}
     BUILDER_CONFIGS = [
         ReferringConfig(name="default", description="64×64, 6k training scenes"),
         ReferringConfig(name="small", description="64×64, 1.5k training scenes", num_train=1500, num_validation=150,
@@ -52,6 +53,7 @@ class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
                 "id": tfds.features.Text(),
                 "image": tfds.features.Image(shape=(size, size, 3)),
                 "mask": tfds.features.Tensor(shape=(size, size), dtype=np.uint8),
+                "shape_map": tfds.features.Tensor(shape=(size, size), dtype=np.uint8),
                 "text": tfds.features.Text(),
                 "kind": tfds.features.ClassLabel(names=KINDS),
                 "scene": tfds.features.Text(),
@@ -73,11 +75,21 @@ class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
             rng = np.random.default_rng([c.seed, shapes.SPLITS.index(scene_split), index])
             scene = shapes.sample_scene(rng, c.image_size, scene_split)  # as shapes.generate_example draws them
             image = shapes.render(scene, c.image_size, rng)
+            shape_map = shape_labels(scene, c.image_size)
             phrasing = "heldout" if split == "phrasing" else "train"
             for number, example in enumerate(referring_examples(scene, c.image_size, rng, phrasing=phrasing)):
                 key = f"{split}-{index:06d}-{number}"
-                yield key, {"id": key, "image": image, "mask": example["mask"], "text": example["text"],
+                yield key, {"id": key, "image": image, "mask": example["mask"], "shape_map": shape_map, "text": example["text"],
                             "kind": example["kind"], "scene": scene.key}
+
+
+def shape_labels(scene, image_size):
+    """uint8 (S, S): 0 where no object is, else 1 + the index in `shapes.SHAPES` of the object drawn there (the
+    segmenter's auxiliary per-pixel target: what each object is, whatever the words ask)."""
+    labels = np.zeros((image_size, image_size), np.uint8)
+    for obj, mask in zip(scene.objects, shapes.object_masks(scene, image_size)):
+        labels[mask] = shapes.SHAPES.index(obj.shape) + 1
+    return labels
 
 
 def load(split, config="default", data_dir=None, **kwargs):

@@ -19,6 +19,16 @@ def dice_loss(logits, targets, smooth=1.0):
     return 1.0 - (2.0 * overlap + smooth) / (total + smooth)
 
 
+def shape_loss(shape_logits, shape_map):
+    """Sparse cross-entropy of the per-position shape classes (B, s, s, n) against the shape under each pixel
+    (B, S, S) int, sampled at the logits' positions (nearest), averaged per example, (B,)."""
+    size = ops.shape(shape_logits)[1:3]
+    labels = ops.image.resize(ops.cast(shape_map, "float32")[..., None], size, interpolation="nearest")[..., 0]
+    entropy = ops.sparse_categorical_crossentropy(ops.cast(labels, "int32"), ops.cast(shape_logits, "float32"),
+                                                  from_logits=True)
+    return ops.mean(entropy, axis=(1, 2))
+
+
 def presence_loss(logits, targets, threshold=0.5):
     """Binary cross-entropy of the most confident pixel against "the expression names something", (B,), the logit
     taken relative to the threshold's. The mask is empty exactly when that pixel is not above the threshold, so
@@ -37,7 +47,8 @@ class ReferringSegmenter(Task):
     """Referring segmentation: the pixels a sentence names ("the red circle", "all green objects"), or none.
 
     Trained with `fit` on `({"images", "text"}, masks)`; the loss is per-pixel binary cross-entropy plus
-    `dice_weight` × the soft Dice loss plus `presence_weight` × `presence_loss` (is anything named at all). With raw
+    `dice_weight` × the soft Dice loss plus `presence_weight` × `presence_loss` (is anything named at all). With
+    `y = {"mask", "shape_map"}` and a backbone with `shape_classes`, also `shape_weight` × `shape_loss`. With raw
     inputs: `segment(images, texts)` → uint8 masks (N, S, S) at the model's resolution, and `segment_details` adds
     per-pixel probabilities and a score per mask.
     """
@@ -45,18 +56,26 @@ class ReferringSegmenter(Task):
     backbone_cls = ReferringSegmenterBackbone
     preprocessor_cls = ReferringSegmenterPreprocessor
 
-    def __init__(self, backbone, preprocessor=None, dice_weight=1.0, presence_weight=0.0, threshold=0.5, **kwargs):
+    def __init__(self, backbone, preprocessor=None, dice_weight=1.0, presence_weight=0.0, threshold=0.5,
+                 shape_weight=0.0, **kwargs):
         self.backbone, self.preprocessor = backbone, preprocessor
         inputs = backbone.input
         super().__init__(inputs=inputs, outputs=backbone(inputs), **kwargs)
         self.dice_weight, self.presence_weight, self.threshold = dice_weight, presence_weight, threshold
+        self.shape_weight = shape_weight
+        if shape_weight and not backbone.shape_classes:
+            raise ValueError(f"shape_weight {shape_weight} needs a backbone with shape_classes")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        shape_map = y.get("shape_map") if isinstance(y, dict) else None
         logits = ops.cast(y_pred["logits"], "float32")
-        targets = ops.cast(y, "float32")
+        targets = ops.cast(y["mask"] if isinstance(y, dict) else y, "float32")
         pixels = ops.mean(ops.binary_crossentropy(targets, logits, from_logits=True), axis=(1, 2))
-        loss = ops.mean(pixels + self.dice_weight * dice_loss(logits, targets)
-                        + self.presence_weight * presence_loss(logits, targets, self.threshold))
+        per_example = (pixels + self.dice_weight * dice_loss(logits, targets)
+                       + self.presence_weight * presence_loss(logits, targets, self.threshold))
+        if self.shape_weight and shape_map is not None:
+            per_example += self.shape_weight * shape_loss(y_pred["shape_logits"], shape_map)
+        loss = ops.mean(per_example)
         return loss + sum(self.losses) if self.losses else loss
 
     def segment_details(self, images, texts, batch_size=64):
@@ -82,7 +101,7 @@ class ReferringSegmenter(Task):
 
     def get_config(self):
         return {**super().get_config(), "dice_weight": self.dice_weight, "presence_weight": self.presence_weight,
-                "threshold": self.threshold}
+                "threshold": self.threshold, "shape_weight": self.shape_weight}
 
 
-__all__ = ["ReferringSegmenter", "dice_loss", "presence_loss"]
+__all__ = ["ReferringSegmenter", "dice_loss", "presence_loss", "shape_loss"]

@@ -31,10 +31,13 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
     `coarse_logits`: the first decoder level (one halving above the bottleneck) also predicts logits, upsampled
     bilinearly and added to the full-resolution ones, so the levels that hear the words decide which object is
     named with a gradient of their own and the fine levels only draw its edges.
+    `shape_classes` = n > 0: that level's features (before FiLM, so whatever the words) also predict n classes per
+    position, output `shape_logits` (B, s, s, n): an auxiliary target (the built-in data's shape under each pixel)
+    that makes the features tell shapes apart before the words can select by them.
     """
 
     def __init__(self, text_encoder, image_size, filters=(8, 16, 32, 64, 128), conditioning="film", num_heads=4,
-                 word_attention_levels=None, coarse_logits=False, dtype=None, **kwargs):
+                 word_attention_levels=None, coarse_logits=False, shape_classes=0, dtype=None, **kwargs):
         if isinstance(text_encoder, dict):
             text_encoder = keras.layers.deserialize(text_encoder)
         if conditioning not in CONDITIONINGS:
@@ -69,11 +72,14 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
             x = keras.layers.MaxPooling2D(dtype=dtype, name=f"pool{level}")(x)
         x = _conv_block(x, filters[-1], "bottleneck", dtype)
         x = film(attend(x, "bottleneck") if word_attention_levels else x, "bottleneck")
-        coarse = None
+        coarse, outputs = None, {}
         for level in reversed(range(len(filters) - 1)):
             x = keras.layers.Conv2DTranspose(filters[level], 2, strides=2, dtype=dtype, name=f"up{level}")(x)
             x = keras.layers.Concatenate(dtype=dtype, name=f"join{level}")([x, skips[level]])
-            x = film(_conv_block(x, filters[level], f"decode{level}", dtype), f"decode{level}")
+            x = _conv_block(x, filters[level], f"decode{level}", dtype)
+            if shape_classes and level == len(filters) - 2:
+                outputs["shape_logits"] = keras.layers.Conv2D(shape_classes, 1, dtype="float32", name="shape_logits")(x)
+            x = film(x, f"decode{level}")
             if coarse_logits and coarse is None and level:
                 coarse = keras.layers.Conv2D(1, 1, dtype="float32", name="coarse_logits")(x)
                 coarse = keras.layers.UpSampling2D(2 ** level, interpolation="bilinear", dtype="float32",
@@ -82,9 +88,10 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
         if coarse is not None:
             logits = keras.layers.Add(dtype="float32", name="with_coarse")([logits, coarse])
         logits = keras.layers.Reshape((image_size, image_size), dtype="float32", name="mask_logits")(logits)
-        super().__init__(inputs={"images": images, **text}, outputs={"logits": logits}, dtype=dtype, **kwargs)
+        super().__init__(inputs={"images": images, **text}, outputs={"logits": logits, **outputs}, dtype=dtype, **kwargs)
         self.image_size, self.filters, self.conditioning, self.num_heads = image_size, list(filters), conditioning, num_heads
         self.word_attention_levels, self.coarse_logits = word_attention_levels, bool(coarse_logits)
+        self.shape_classes = int(shape_classes)
 
     @property
     def sequence_length(self):
@@ -94,5 +101,6 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
         config = super().get_config()
         config.update(text_encoder=keras.layers.serialize(self.text_encoder), image_size=self.image_size,
                       filters=self.filters, conditioning=self.conditioning, num_heads=self.num_heads,
-                      word_attention_levels=self.word_attention_levels, coarse_logits=self.coarse_logits)
+                      word_attention_levels=self.word_attention_levels, coarse_logits=self.coarse_logits,
+                      shape_classes=self.shape_classes)
         return config
