@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfmm.models import ReferringSegmenter, ReferringSegmenterBackbone
-from tfmm.models.referring_segmenter import dice_loss, presence_loss
+from tfmm.models.referring_segmenter import dice_loss, presence_loss, shape_loss
 from tfmm.testing import tiny_tasks
 from tfmm.testing.tiny_tasks import IMAGE_SIZE
 
@@ -106,6 +106,30 @@ def test_loss_is_cross_entropy_plus_dice_plus_presence_against_numpy():
     assert got == pytest.approx((cross_entropy + dice + 0.7 * presence).mean(), rel=1e-4)
     np.testing.assert_allclose(dice_loss(logits, targets), dice, rtol=1e-5)
     np.testing.assert_allclose(presence_loss(logits, targets, 0.6), presence, rtol=1e-5)
+
+
+def test_the_shape_target_adds_its_cross_entropy_at_the_first_decoder_level_against_numpy():
+    plain = tiny_tasks.segmenter("film")
+    backbone = ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16, 32), num_heads=2,
+                                          shape_classes=6)
+    task = ReferringSegmenter(backbone, plain.preprocessor, presence_weight=0.0, shape_weight=0.3)
+    x = _inputs(task, 2)
+    rng = np.random.default_rng(1)
+    shape_map = rng.integers(0, 6, (2, IMAGE_SIZE, IMAGE_SIZE))
+    masks = (shape_map == 2).astype(np.float32)
+    out = task(x)
+    shape_logits = np.asarray(out["shape_logits"], np.float64)
+    assert shape_logits.shape == (2, IMAGE_SIZE // 2, IMAGE_SIZE // 2, 6)
+    # nearest sampling at half-pixel centres: output position i reads pixel floor((i + 0.5) · 2) = 2i + 1
+    labels = shape_map[:, 1::2, 1::2]
+    log_p = shape_logits - np.log(np.exp(shape_logits).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0].mean(axis=(1, 2))
+    np.testing.assert_allclose(shape_loss(shape_logits, shape_map), expected, rtol=1e-5)
+    without = float(task.compute_loss(x, tf.constant(masks), out))  # a plain mask target: no shape term
+    with_shapes = float(task.compute_loss(x, {"mask": tf.constant(masks), "shape_map": tf.constant(shape_map)}, out))
+    assert with_shapes == pytest.approx(without + 0.3 * expected.mean(), rel=1e-4)
+    with pytest.raises(ValueError, match="shape_weight 0.3 needs a backbone with shape_classes"):
+        ReferringSegmenter(plain.backbone, plain.preprocessor, shape_weight=0.3)
 
 
 def test_masks_are_resampled_like_the_images():
