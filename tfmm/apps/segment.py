@@ -52,7 +52,7 @@ class SegmentModelConfig:
     # from it); -1 = the conditioning's own: film 2 (16 and 64 positions: cheap), cross_attention every level
     word_attention_levels: int = at_least(-1, -1)
     # the first decoder level also predicts logits, upsampled and added to the full-resolution ones (see the backbone)
-    coarse_logits: bool = False
+    coarse_logits: bool = True
     # + this × the cross-entropy of the first decoder level's per-position shape classes against the shape under
     # each pixel (the built-in data has it): the features learn what each object is before the words select by
     # it; -1 = 1.0 on the built-in data, 0 elsewhere
