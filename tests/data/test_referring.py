@@ -108,3 +108,25 @@ def test_referring_examples_give_one_mask_per_kind_with_the_named_objects():
             expected |= masks[index]
         np.testing.assert_array_equal(example["mask"].astype(bool), expected)
     assert {e["kind"] for e in examples} >= {"attribute", "multiple", "no_target"}
+
+
+def test_shape_map_names_the_shape_drawn_at_each_pixel():
+    """Each object drawn alone in white: where it covers more than half a pixel, the map holds 1 + its shape's index
+    (a later object over an earlier one, as in the image); where none is drawn, 0. Only pixels that two objects both
+    touch may differ (objects can overlap at their edges, and the map judges such a pixel by its owner)."""
+    from PIL import Image, ImageDraw
+
+    from tfmm.data.referring_builder import shape_labels
+    from tfmm.data.shapes import SHAPES, _draw
+
+    for seed in range(30):
+        scene, _ = _scene(seed)
+        expected, touches = np.zeros((64, 64), np.uint8), np.zeros((64, 64), int)
+        for obj, radius in scene.objects_with_radius:
+            canvas = Image.new("L", (256, 256), 0)
+            _draw(ImageDraw.Draw(canvas), obj, radius, 4, 255)
+            subpixels = np.asarray(canvas).reshape(64, 4, 64, 4) > 0
+            expected[subpixels.mean(axis=(1, 3)) > 0.5] = SHAPES.index(obj.shape) + 1
+            touches += subpixels.any(axis=(1, 3))
+        differ = shape_labels(scene, 64) != expected
+        assert not (differ & (touches < 2)).any(), seed
