@@ -116,7 +116,7 @@ def test_shape_map_names_the_shape_drawn_at_each_pixel():
     touch may differ (objects can overlap at their edges, and the map judges such a pixel by its owner)."""
     from PIL import Image, ImageDraw
 
-    from tfmm.data.referring_builder import shape_labels
+    from tfmm.data.referring import shape_labels
     from tfmm.data.shapes import SHAPES, _draw
 
     for seed in range(30):

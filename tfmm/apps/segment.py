@@ -15,8 +15,8 @@ from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
 from tfmm.config import DataConfig, TrainConfig, app_config, at_least, one_of, positive, variant
 from tfmm.data import DataChecks, build_pipeline, read_image_files
+from tfmm.data.referring import SHAPE_CLASSES
 from tfmm.data.referring_sources import load_referring
-from tfmm.data.shapes import SHAPES
 from tfmm.encoders import TEXT_ENCODERS, build_text_encoder
 from tfmm.errors import TfmmError
 from tfmm.evaluation.segmentation import SegmentationScores
@@ -124,7 +124,7 @@ class Segment(App):
         shape_weight = m.shape_loss_weight(config.data)
         backbone = ReferringSegmenterBackbone(text_encoder, config.data.image_size, m.filters, m.conditioning,
                                               m.num_heads, m.attention_levels(), m.coarse_logits,
-                                              len(SHAPES) + 1 if shape_weight else 0)
+                                              SHAPE_CLASSES if shape_weight else 0)
         return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, presence_weight=m.presence_weight,
                                   threshold=m.threshold, shape_weight=shape_weight)
 

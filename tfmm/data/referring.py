@@ -133,6 +133,18 @@ def expression(scene, rng, kind, phrasing="train"):
     return templates[int(rng.integers(len(templates)))].format(phrase), targets
 
 
+SHAPE_CLASSES = len(SHAPES) + 1  # the classes of `shape_labels`: background, then each shape
+
+
+def shape_labels(scene, image_size):
+    """uint8 (S, S): 0 where no object is, else 1 + the index in `shapes.SHAPES` of the object drawn there (the
+    segmenter's auxiliary per-pixel target: what each object is, whatever the words ask)."""
+    labels = np.zeros((image_size, image_size), np.uint8)
+    for obj, mask in zip(scene.objects, object_masks(scene, image_size)):
+        labels[mask] = SHAPES.index(obj.shape) + 1
+    return labels
+
+
 # Per scene: two attribute expressions (the commonest kind in use, and the one the no-target expressions share
 # their forms with), then one of every other kind the scene allows.
 PER_SCENE = ("attribute", "attribute", "relation", "multiple", "no_target")

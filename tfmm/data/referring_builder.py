@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfmm.data import shapes
-from tfmm.data.referring import KINDS, referring_examples
+from tfmm.data.referring import KINDS, referring_examples, shape_labels
 
 SCENE_SPLITS = {"train": "train", "validation": "validation", "test": "test", "heldout": "heldout", "phrasing": "test"}
 
@@ -81,15 +81,6 @@ class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
                 key = f"{split}-{index:06d}-{number}"
                 yield key, {"id": key, "image": image, "mask": example["mask"], "shape_map": shape_map, "text": example["text"],
                             "kind": example["kind"], "scene": scene.key}
-
-
-def shape_labels(scene, image_size):
-    """uint8 (S, S): 0 where no object is, else 1 + the index in `shapes.SHAPES` of the object drawn there (the
-    segmenter's auxiliary per-pixel target: what each object is, whatever the words ask)."""
-    labels = np.zeros((image_size, image_size), np.uint8)
-    for obj, mask in zip(scene.objects, shapes.object_masks(scene, image_size)):
-        labels[mask] = shapes.SHAPES.index(obj.shape) + 1
-    return labels
 
 
 def load(split, config="default", data_dir=None, **kwargs):

@@ -143,7 +143,7 @@ def _user_examples(data, split, checks):
 def load_referring(data, split, checks):
     """`{"image" uint8 (S, S, 3), "mask" uint8 (S, S), "text", "kind"}` of `split` at `data.image_size`: the built-in
     expressions (`data.source = "shapes"`; kinds as `tfmm.data.referring`; these also have `shape_map`, uint8
-    (S, S): the shape under each pixel, `referring_builder.shape_labels`), easy-VQA images with masks from their
+    (S, S): the shape under each pixel, `tfmm.data.referring.shape_labels`), easy-VQA images with masks from their
     pixels (`"easy_vqa"` or a folder in its layout; kinds `attribute` and `no_target`), a RefCOCO-style JSON file, or
     a refs folder (kind `target` or `no_target`, by the mask); `split=None` reads a user source whole (see
     `read_refs_folder`)."""

@@ -67,9 +67,11 @@ class ReferringSegmenter(Task):
             raise ValueError(f"shape_weight {shape_weight} needs a backbone with shape_classes")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        shape_map = y.get("shape_map") if isinstance(y, dict) else None
+        shape_map = None
+        if isinstance(y, dict):
+            y, shape_map = y["mask"], y["shape_map"]
         logits = ops.cast(y_pred["logits"], "float32")
-        targets = ops.cast(y["mask"] if isinstance(y, dict) else y, "float32")
+        targets = ops.cast(y, "float32")
         pixels = ops.mean(ops.binary_crossentropy(targets, logits, from_logits=True), axis=(1, 2))
         per_example = (pixels + self.dice_weight * dice_loss(logits, targets)
                        + self.presence_weight * presence_loss(logits, targets, self.threshold))

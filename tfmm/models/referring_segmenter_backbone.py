@@ -72,15 +72,15 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
             x = keras.layers.MaxPooling2D(dtype=dtype, name=f"pool{level}")(x)
         x = _conv_block(x, filters[-1], "bottleneck", dtype)
         x = film(attend(x, "bottleneck") if word_attention_levels else x, "bottleneck")
-        coarse, outputs = None, {}
+        coarse, outputs, first_decoder = None, {}, len(filters) - 2
         for level in reversed(range(len(filters) - 1)):
             x = keras.layers.Conv2DTranspose(filters[level], 2, strides=2, dtype=dtype, name=f"up{level}")(x)
             x = keras.layers.Concatenate(dtype=dtype, name=f"join{level}")([x, skips[level]])
             x = _conv_block(x, filters[level], f"decode{level}", dtype)
-            if shape_classes and level == len(filters) - 2:
+            if shape_classes and level == first_decoder:
                 outputs["shape_logits"] = keras.layers.Conv2D(shape_classes, 1, dtype="float32", name="shape_logits")(x)
             x = film(x, f"decode{level}")
-            if coarse_logits and coarse is None and level:
+            if coarse_logits and level == first_decoder and level:  # at full resolution there is nothing to add
                 coarse = keras.layers.Conv2D(1, 1, dtype="float32", name="coarse_logits")(x)
                 coarse = keras.layers.UpSampling2D(2 ** level, interpolation="bilinear", dtype="float32",
                                                    name="coarse_upsample")(coarse)
