@@ -3,6 +3,7 @@ export's `chat` signature without tfmm and over REST/gRPC, the TFLite loop again
 command line, a language model from a local keras-hub preset with LoRA, and refusals."""
 
 import base64
+import dataclasses
 import io
 import json
 import subprocess
@@ -11,11 +12,14 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from tfmm.apps import assistant
 from tfmm.data import DataChecks
 from tfmm.data.conversations import Conversation, read_conversations, write_conversations
 from tfmm.data.instructions import normalise_answer
+from tfmm.data.region_labels import REGION_CLASSES
+from tfmm.errors import TfmmError
 from tfmm.export.tflite import op_names
 from tfmm.models import from_preset
 from tfmm.testing import check_in_fresh_process, train_app
@@ -186,7 +190,8 @@ def test_chat_and_predict_on_the_command_line(trained, monkeypatch, capsys, tmp_
     assert said == expected
     out = tmp_path / "p.json"
     assert run_cli("predict", image, questions[1], "--model", trained.path, "--output", out) == 0
-    assert json.loads(out.read_text())["reply"] == expected[1]
+    alone = trained.task.reply([image.read_bytes()], [[]], [questions[1]])[0]  # predict asks with no history
+    assert json.loads(out.read_text())["reply"] == alone
     assert run_cli("predict", image, " ", "--model", trained.path) == 2
     assert "question #0 is empty" in capsys.readouterr().err
 
@@ -239,7 +244,8 @@ def test_a_language_model_from_a_local_preset_with_lora(family, trained, tmp_pat
     frozen = {v.path: v.numpy().copy() for v in language_model.non_trainable_variables
               if "seed_generator" not in v.path}  # dropout's random state moves by design
     task.compile(optimizer=keras.optimizers.Adam(1e-2))
-    task.fit(tf.data.Dataset.from_tensor_slices(batch).batch(1), epochs=1, verbose=0)
+    labels = {"labels": np.asarray(Image.open(conversation.labels))[None]}  # the region target trains its head too
+    task.fit(tf.data.Dataset.from_tensor_slices((batch, labels)).batch(1), epochs=1, verbose=0)
     moved = [p for p, value in frozen.items() if not np.array_equal(_variable(language_model, p), value)]
     assert not moved, moved
     reply = task.reply([conversation.image.read_bytes()], [[]], [conversation.turns[0][0]])
@@ -263,3 +269,12 @@ def test_the_built_in_set_is_read_and_a_user_folder_carves_validation_and_test(t
     assert assistant.Assistant.captions(config) is None  # no captions.json: no alignment stage
     single = read_conversations(folder / "train.json", DataChecks())
     assert all(isinstance(c, Conversation) for c in single)
+    # the region target: on by default on the built-in set only; asked for, every training conversation needs a map
+    assert trained.task.region_weight == 1.0 and trained.task.backbone.region_classes == REGION_CLASSES
+    assert config.model.region_loss_weight(config.data) == 0
+    config.model.region_weight = 0.5
+    assert assistant.Assistant().load_split(config, "train", DataChecks()).element_spec["labels"].shape == (32, 32, 3)
+    write_conversations([dataclasses.replace(c, labels=None) for c in conversations], folder / "train.json")
+    first, count = splits["train"][0].id, len(splits["train"])
+    with pytest.raises(TfmmError, match=rf"region_weight 0.5 needs a label map .*; {count} have none \(first: '{first}'\)"):
+        assistant.Assistant().load_split(config, "train", DataChecks())

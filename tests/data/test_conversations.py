@@ -12,6 +12,7 @@ from PIL import Image
 from tfmm.data import DataChecks
 from tfmm.data.conversations import Conversation, read_conversations, write_conversations
 from tfmm.data.instructions import QUESTIONS, normalise_answer, scene_conversation
+from tfmm.data.region_labels import REGION_COLOURS, REGION_SHAPES, REGION_SIZES
 from tfmm.data.shapes import COLOURS, SHAPES, SIZES, sample_scene
 from tfmm.errors import TfmmError
 
@@ -48,6 +49,27 @@ def test_records_read_and_written_back_unchanged(folder):
     assert [(c.id, c.image.resolve(), c.turns, c.intents) for c in again] == \
         [(c.id, c.image.resolve(), c.turns, c.intents) for c in read]
     assert json.loads(out.read_text())[0]["image"] == "../images/0.png"
+
+
+def test_a_label_map_is_read_written_back_and_batched_at_the_size_asked(folder):
+    from tfmm.data.conversations import conversation_dataset
+
+    labels = np.zeros((8, 8, 3), np.uint8)
+    labels[2:6, 1:3] = (2, 5, 1)
+    labels[0, 7] = (1, 255, 2)
+    Image.fromarray(labels).save(folder / "images" / "labels.png")
+    records = [{**_record(0), "labels": "images/labels.png"}, {**_record(1), "labels": "images/gone.png"}]
+    (folder / "chat.json").write_text(json.dumps(records))
+    logged = []
+    read = read_conversations(folder / "chat.json", DataChecks(log=logged.append))
+    assert [c.labels for c in read] == [folder / "images/labels.png"]
+    assert any("record 1 (id '1')" in line and "gone.png: file not found" in line for line in logged), logged
+    write_conversations(read, folder / "copy" / "again.json")
+    assert read_conversations(folder / "copy" / "again.json", DataChecks())[0].labels.resolve() == read[0].labels.resolve()
+    row = next(conversation_dataset(read, label_size=4).as_numpy_iterator())
+    np.testing.assert_array_equal(row["labels"], labels[1::2, 1::2])  # nearest: pixel 2i + 1 (half-pixel centres)
+    plain = Conversation("2", folder / "images/2.png", (("q", "a"),), ("",))
+    assert "labels" not in next(conversation_dataset(read + [plain], label_size=4).as_numpy_iterator())
 
 
 def test_bad_records_are_named_and_skipped(folder):
@@ -172,6 +194,14 @@ def test_built_in_set_is_written_in_llava_format_and_reads_back_whole(tmp_path):
         assert all(c.image.is_relative_to(tmp_path / "set" / "images" / split) for c in read[split])
     phrasings = {_template_of(q)[1] for c in read["phrasing"] for q, _ in c.turns}
     assert phrasings == {"heldout"} and {_template_of(q)[1] for c in read["train"] for q, _ in c.turns} == {"train"}
+    # every scene's label map holds exactly the objects (size, colour, shape) its description lists
+    described = [c for c in read["train"] + read["test"] if c.intents[0] == "describe"]
+    assert described and all(c.labels.is_relative_to(tmp_path / "set" / "labels") for c in read["train"])
+    for conversation in described:
+        labels = np.asarray(Image.open(conversation.labels)).reshape(-1, 3)
+        drawn = {(REGION_SIZES[z - 1], REGION_COLOURS[c - 1], REGION_SHAPES[s - 1]) for s, c, z in labels if s}
+        listed = set(re.findall(r"(\w+) (\w+) (circle|square|triangle|star|cross)", conversation.turns[0][1]))
+        assert drawn == listed, (conversation.id, conversation.turns[0][1])
 
 
 def test_dataset_pads_turns_and_reads_the_image_bytes(folder):

@@ -124,3 +124,40 @@ def test_reply_batches_by_prompt_length_and_answers_in_the_order_asked():
     assert task.reply(images, histories, questions, batch_size=2) == alone
     pngs = [tf.io.encode_png(image).numpy() for image in images]
     assert task.reply(pngs, histories, questions, batch_size=2) == alone
+
+
+def test_the_region_target_adds_the_cross_entropy_of_each_regions_pixel_shares_against_numpy():
+    """Each of the 4×4 regions (4×4 pixels of a 16-pixel image) against the share of its pixels in each class, per
+    label channel; pixels of class UNKNOWN (255) add nothing; the term is added only when the target brings maps."""
+    from tfmm.models.visual_assistant import region_loss
+
+    classes = (3, 5)
+    task = tiny_tasks.assistant(region_classes=classes, region_weight=0.4)
+    images, questions, answers, _ = _conversations(np.random.default_rng(0), 2)
+    rng = np.random.default_rng(1)
+    labels = np.stack([rng.integers(0, 3, (2, 16, 16)), rng.integers(0, 5, (2, 16, 16))], axis=-1)
+    labels[0, :5, :7, 1] = 255
+    x, y, weights = task.preprocessor({"images": images, "questions": questions, "answers": answers},
+                                      {"labels": labels})
+    np.testing.assert_array_equal(y["labels"], labels)
+    out = task(x)
+    logits = np.asarray(out["region_logits"], np.float64)
+    assert logits.shape == (2, 16, 8)
+    expected = np.zeros(2)
+    for b in range(2):
+        for region in range(16):
+            row, column = divmod(region, 4)
+            cell = labels[b, 4 * row:4 * row + 4, 4 * column:4 * column + 4]
+            start = 0
+            for channel, count in enumerate(classes):
+                z = logits[b, region, start:start + count]
+                log_p = z - np.log(np.exp(z).sum())
+                shares = np.array([(cell[..., channel] == k).mean() for k in range(count)])
+                expected[b] -= (shares * log_p).sum() / (16 * len(classes))
+                start += count
+    np.testing.assert_allclose(region_loss(out["region_logits"], tf.constant(labels), classes), expected, rtol=1e-5)
+    without = float(task.compute_loss(x, y["token_ids"], out, weights))
+    with_regions = float(task.compute_loss(x, y, out, weights))
+    assert with_regions == pytest.approx(without + 0.4 * expected.mean(), rel=1e-4)
+    with pytest.raises(TfmmError, match="region_weight 0.4 needs a backbone with region_classes"):
+        tiny_tasks.assistant(region_weight=0.4)

@@ -25,6 +25,7 @@ from tfmm.apps.runner import App, Runner
 from tfmm.cli import SAMPLING_FLAGS, add_shortcut_arguments
 from tfmm.data import DataChecks, build_pipeline, read_image_files
 from tfmm.data.conversation_sources import conversations_dataset, load_conversations
+from tfmm.data.region_labels import REGION_CLASSES
 from tfmm.encoders import build_image_encoder
 from tfmm.encoders.pretrained import set_trainable
 from tfmm.errors import TfmmError
@@ -82,7 +83,13 @@ class Assistant(App):
         return load_conversations(config.data, split, checks)
 
     def load_split(self, config, split, checks):
-        return conversations_dataset(self.conversations(config, split, checks), f"{config.data.source} {split}")
+        conversations, what = self.conversations(config, split, checks), f"{config.data.source} {split}"
+        labelled = config.model.region_loss_weight(config.data) > 0
+        unlabelled = [c.id for c in conversations if c.labels is None] if labelled and split != "validation" else []
+        if unlabelled:
+            raise TfmmError(f"{what}: model.region_weight {config.model.region_weight} needs a label map (\"labels\") "
+                            f"on every conversation; {len(unlabelled)} have none (first: {unlabelled[0]!r}); give 0")
+        return conversations_dataset(conversations, what, config.data.image_size if labelled else None)
 
     def make_preprocessor(self, config):
         """One tokenizer for both stages: the preset language model's, or WordPiece learnt from both stages' text."""
@@ -108,8 +115,10 @@ class Assistant(App):
             language_model = language_model_preset(lm.preset, lm.family)
         else:
             language_model = build_language_model(lm, preprocessor.vocabulary_size, regions + m.sequence_length)
-        task = VisualAssistant(VisualAssistantBackbone(image_encoder, language_model), preprocessor,
-                               max_reply_length=m.max_reply_length, name="assistant")
+        region_weight = m.region_loss_weight(config.data)
+        backbone = VisualAssistantBackbone(image_encoder, language_model, REGION_CLASSES if region_weight else ())
+        task = VisualAssistant(backbone, preprocessor, max_reply_length=m.max_reply_length,
+                               region_weight=region_weight, name="assistant")
         if stage == "alignment":  # LLaVA's stage 1: pretrained parts stay as they are, the projector learns
             image_encoder.trainable = not m.image_encoder.weights
             language_model.trainable = not lm.preset
@@ -121,10 +130,12 @@ class Assistant(App):
         return task
 
     def pipeline(self, config, examples, training, shard=None, repeat=False):
-        """Batches of raw `{"images", "questions", "answers"}` (turns as (B, T) strings)."""
+        """Batches of raw `{"images", "questions", "answers"}` (turns as (B, T) strings), with `{"labels"}` as the
+        target where the conversations have label maps for the region loss."""
         def pick(example, seed):
             del seed
-            return {"images": example["image"], "questions": example["questions"], "answers": example["answers"]}
+            x = {"images": example["image"], "questions": example["questions"], "answers": example["answers"]}
+            return (x, {"labels": example["labels"]}) if "labels" in example else x
 
         return build_pipeline(examples, per_worker_batch(config.data.batch_size, shard), training=training,
                               example_fn=pick, cache=config.data.cache, shuffle_buffer=config.data.shuffle_buffer,

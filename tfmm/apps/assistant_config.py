@@ -55,6 +55,11 @@ class AssistantModelConfig:
     sequence_length: int = positive(72)  # word positions of a conversation (the image tokens come on top)
     max_reply_length: int = positive(24)  # tokens of one reply, its end token included
     vocabulary_size: int = positive(600)  # the learnt WordPiece vocabulary (not with language_model.preset)
+    # + this × the cross-entropy of each image region's shape and colour classes against the label maps of the
+    # training conversations (`tfmm.data.region_labels`; the built-in set has them, a user's file may: every
+    # training conversation then needs one): the image encoder learns what each region shows, which answers alone
+    # hardly taught it; -1 = 1.0 on the built-in set, 0 elsewhere
+    region_weight: float = at_least(-1, -1)
 
     def validate(self, root):
         lm, defaults = self.language_model, LanguageModelOptions()
@@ -77,6 +82,11 @@ class AssistantModelConfig:
         if self.max_reply_length >= self.sequence_length:
             raise TfmmError(f"model.max_reply_length {self.max_reply_length} leaves no room for the question in "
                             f"model.sequence_length {self.sequence_length}")
+
+    def region_loss_weight(self, data):
+        if self.region_weight >= 0:
+            return self.region_weight
+        return 1.0 if data.source == "shapes" else 0.0
 
 
 # In-graph decoding with a key/value cache: TFLite takes float32 and dynamic-range int8 (no calibrated int8 for a

@@ -90,7 +90,7 @@ def _needs_carving(folder):
     return any(not (folder / f"{s}.json").is_file() for s in ("validation", "test"))
 
 
-def conversations_dataset(conversations, what):
+def conversations_dataset(conversations, what, label_size=None):
     if not conversations:
         raise TfmmError(f"{what}: no usable conversations")
-    return conversation_dataset(conversations)
+    return conversation_dataset(conversations, label_size)

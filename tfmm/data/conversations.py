@@ -10,10 +10,11 @@ A file is a list of records, image paths relative to the file:
 
 Turns alternate human, gpt, starting with the human and ending with the assistant; `<image>` appears once, in
 the first human turn (where in it does not matter: tfmm puts the image tokens first, as LLaVA does). tfmm adds
-one optional field LLaVA ignores, `"intents"`: a label per assistant turn ("count", "colour", ...) that `eval`
-reports scores by. A bad record (not an object, a missing field, turns that do not alternate, no `<image>`, an
-empty question or answer, a missing or unreadable image) is named by file, index and id, and skipped (`--strict`
-stops at it).
+two optional fields LLaVA ignores: `"intents"`, a label per assistant turn ("count", "colour", ...) that `eval`
+reports scores by, and `"labels"`, a label map PNG beside the image (`tfmm.data.region_labels`: the shape,
+colour and size under each pixel, the assistant's auxiliary target; the built-in set has them). A bad record (not an
+object, a missing field, turns that do not alternate, no `<image>`, an empty question or answer, a missing or
+unreadable image or label map) is named by file, index and id, and skipped (`--strict` stops at it).
 """
 
 import dataclasses
@@ -37,6 +38,7 @@ class Conversation:
     image: Path
     turns: tuple
     intents: tuple
+    labels: Path = None  # a label map (`tfmm.data.region_labels`), or None
 
     def __post_init__(self):
         if len(self.intents) != len(self.turns):
@@ -102,6 +104,11 @@ def read_conversations(path, checks):
             reason = checks.images.reason(image)
             if reason:
                 raise ValueError(f"image {image}: {'file not found' if reason == 'missing' else reason}")
+            labels = record.get("labels")
+            if labels is not None:
+                labels = path.parent / str(labels)
+                if not labels.is_file():
+                    raise ValueError(f"label map {labels}: file not found")
             identifier = str(record.get("id", index))
             if identifier in ids:
                 raise ValueError(f"id {identifier!r} appears twice")
@@ -109,7 +116,7 @@ def read_conversations(path, checks):
             checks.rows.reject(where, str(error))
             continue
         ids.add(identifier)
-        conversations.append(Conversation(identifier, image, turns, intents))
+        conversations.append(Conversation(identifier, image, turns, intents, labels))
     return conversations
 
 
@@ -123,6 +130,8 @@ def conversation_record(conversation, relative_to):
               "conversations": messages}
     if any(conversation.intents):
         record["intents"] = list(conversation.intents)
+    if conversation.labels is not None:
+        record["labels"] = Path(os.path.relpath(conversation.labels, relative_to)).as_posix()
     return record
 
 
@@ -138,10 +147,12 @@ def write_conversations(conversations, path):
     return path
 
 
-def conversation_dataset(conversations):
+def conversation_dataset(conversations, label_size=None):
     """A `tf.data.Dataset` of {"image": encoded bytes, "questions", "answers", "intents": (T,) strings} with T the
     longest conversation's number of turns ("" after a shorter one's last turn), so no turn is ever dropped here
-    (the preprocessor cuts by tokens)."""
+    (the preprocessor cuts by tokens). Where every conversation has a label map and `label_size` is given, also
+    `"labels"`: uint8 (label_size, label_size, 3), the map's shape, colour and size channels (nearest
+    resampling)."""
     import tensorflow as tf
 
     if not conversations:
@@ -156,8 +167,14 @@ def conversation_dataset(conversations):
              "questions": [padded(q for q, _ in c.turns) for c in conversations],
              "answers": [padded(a for _, a in c.turns) for c in conversations],
              "intents": [padded(c.intents) for c in conversations]}
+    with_labels = label_size is not None and all(c.labels is not None for c in conversations)
+    if with_labels:
+        table["labels"] = [str(c.labels) for c in conversations]
 
     def read(row):
+        if with_labels:
+            labels = tf.io.decode_png(tf.io.read_file(row["labels"]), channels=3)
+            row["labels"] = tf.image.resize(labels, (label_size, label_size), method="nearest")
         return {"image": tf.io.read_file(row.pop("path")), **row}
 
     return tf.data.Dataset.from_tensor_slices(table).map(read, num_parallel_calls=tf.data.AUTOTUNE)

@@ -17,12 +17,13 @@ from PIL import Image
 from tfmm.data import easy_vqa
 from tfmm.data.conversations import Conversation, write_conversations
 from tfmm.data.referring import unique_phrases
+from tfmm.data.region_labels import easy_vqa_label_map, scene_label_map, write_label_map
 from tfmm.data.shapes import COLOURS, SHAPES, render, sample_scene
 from tfmm.data.shapes import SPLITS as SHAPE_SPLITS
 from tfmm.errors import TfmmError
 
 NUMBERS = ("none", "one", "two", "three", "four")
-INSTRUCTION_SET_VERSION = 2  # part of the written set's folder name: bump it when what the set says changes
+INSTRUCTION_SET_VERSION = 3  # part of the written set's folder name: bump it when what the set says changes
 
 # {intent: {"train" | "heldout": question templates}}. Many training phrasings, so the model learns to find the
 # intent and the object in any sentence; the held-out ones are new sentences whose words training uses only in
@@ -187,18 +188,19 @@ def _shapes_conversations(folder, split, count, seed, image_size):
         scene = sample_scene(rng, image_size, scene_split)
         path = folder / "images" / split / f"{index}.png"
         Image.fromarray(render(scene, image_size, rng)).save(path)
+        labels = write_label_map(scene_label_map(scene, image_size), folder / "labels" / split / f"{index}.png")
         if split == "captions":
             turns, intents = ((_ask("describe", rng, phrasing), _listing(scene.objects)),), ("describe",)
         else:
             turns, intents = scene_conversation(scene, rng, phrasing, turns=int(rng.integers(2, 5)))
-        made.append(Conversation(f"{split}-{index}", path, turns, intents))
+        made.append(Conversation(f"{split}-{index}", path, turns, intents, labels))
     return made
 
 
 def _easy_vqa_conversations(folder, split, seed):
     """Official easy-VQA images (copied, so the folder stands alone): training images as conversations of up to
-    three of their questions; test images one question per conversation (every official test question is
-    scored)."""
+    three of their questions, with label maps; test images one question per conversation (every official test
+    question is scored)."""
     groups, _ = easy_vqa.read_directory(easy_vqa.package_directory(SPLITS[split][1]))
     rng = np.random.default_rng([seed, list(SPLITS).index(split)])
     made = []
@@ -207,7 +209,12 @@ def _easy_vqa_conversations(folder, split, seed):
         shutil.copyfile(group["image_path"], image)
         if split == "easy_vqa_train":
             turns, intents = easy_vqa_conversation(group["questions"], group["answers"], rng)
-            made.append(Conversation(f"{split}-{group['image_id']}", image, turns, intents))
+            with Image.open(image) as opened:
+                pixels = np.asarray(opened.convert("RGB"))
+            colour, shape = easy_vqa.scene_from_questions(group["questions"], group["answers"])
+            labels = write_label_map(easy_vqa_label_map(pixels, colour, shape),
+                                     folder / "labels" / split / f"{group['image_id']}.png")
+            made.append(Conversation(f"{split}-{group['image_id']}", image, turns, intents, labels))
             continue
         for number, (question, answer) in enumerate(zip(group["questions"], group["answers"])):
             made.append(Conversation(f"{split}-{group['image_id']}-{number}", image, ((question, answer),),
@@ -217,7 +224,9 @@ def _easy_vqa_conversations(folder, split, seed):
 
 def build_instruction_set(folder, splits=tuple(SPLITS), sizes=None, seed=0, image_size=64):
     """Writes the built-in instruction set to `folder` in LLaVA's format: `<split>.json` per split, images under
-    `images/<split>/`. `sizes` overrides the number of conversations of shapes splits. Returns {split: path}."""
+    `images/<split>/`, label maps (`tfmm.data.region_labels`) of the shapes scenes and easy-VQA training images
+    under `labels/<split>/`. `sizes` overrides the number of conversations of shapes splits. Returns {split:
+    path}."""
     sizes = sizes or {}
     for split in [*splits, *sizes]:
         if split not in SPLITS:

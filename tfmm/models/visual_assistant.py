@@ -1,3 +1,4 @@
+import math
 import sys
 
 import keras
@@ -12,6 +13,25 @@ from tfmm.models.visual_assistant_backbone import VisualAssistantBackbone
 from tfmm.models.visual_assistant_preprocessor import VisualAssistantPreprocessor, special_ids
 
 
+def region_loss(region_logits, labels, region_classes):
+    """Per example (B,): the cross-entropy of each region's classes (B, R, sum of `region_classes`; R a square
+    grid, row-major) against the share of the region's pixels of each class in the label maps (B, S, S, channels
+    int; one channel per entry of `region_classes`), averaged over regions and channels. A pixel of a class past
+    the channel's count (`region_labels.UNKNOWN`) adds nothing."""
+    batch, regions = ops.shape(region_logits)[0], region_logits.shape[1]
+    grid, size = math.isqrt(regions), labels.shape[1]
+    if size % grid:
+        raise TfmmError(f"label maps of {size}×{size} pixels do not split into {grid}×{grid} regions")
+    cell, logits, total, start = size // grid, ops.cast(region_logits, "float32"), 0.0, 0
+    for channel, count in enumerate(region_classes):
+        one_hot = ops.one_hot(ops.cast(labels[..., channel], "int32"), count)
+        shares = ops.mean(ops.reshape(one_hot, (batch, grid, cell, grid, cell, count)), axis=(2, 4))
+        log_p = ops.log_softmax(logits[..., start:start + count], axis=-1)
+        total += -ops.mean(ops.sum(ops.reshape(shares, (batch, regions, count)) * log_p, axis=-1), axis=1)
+        start += count
+    return total / len(region_classes)
+
+
 @keras.saving.register_keras_serializable(package="tfmm")
 class VisualAssistant(Task):
     """A LLaVA-style assistant: answers in free text about an image, over many turns.
@@ -21,15 +41,21 @@ class VisualAssistant(Task):
     questions)` decodes the next answer with the language model's key/value cache (greedy, or sampled with
     `temperature`, `top_k`, `top_p`); a history too long for the context keeps its last turns that fit, and
     says so once.
+
+    With `region_weight` > 0 and a backbone with `region_classes`, `y` may be `{"token_ids", "labels"}` (label
+    maps, `tfmm.data.region_labels`): `region_weight` × `region_loss` is added, so the image encoder learns
+    what each region shows.
     """
 
     backbone_cls = VisualAssistantBackbone
     preprocessor_cls = VisualAssistantPreprocessor
 
-    def __init__(self, backbone, preprocessor=None, max_reply_length=24, **kwargs):
+    def __init__(self, backbone, preprocessor=None, max_reply_length=24, region_weight=0.0, **kwargs):
         self.backbone, self.preprocessor = backbone, preprocessor
         super().__init__(inputs=backbone.input, outputs=backbone(backbone.input), **kwargs)
-        self.max_reply_length = max_reply_length
+        self.max_reply_length, self.region_weight = max_reply_length, region_weight
+        if region_weight and not backbone.region_classes:
+            raise TfmmError(f"region_weight {region_weight} needs a backbone with region_classes")
         positions = getattr(backbone.language_model.backbone, "max_sequence_length", None)  # GPT-2's learnt ones
         if preprocessor is not None:
             needed = backbone.num_image_tokens + preprocessor.sequence_length
@@ -42,10 +68,16 @@ class VisualAssistant(Task):
                                 f"sequence_length {preprocessor.sequence_length}")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels = None
+        if isinstance(y, dict):
+            y, labels = y["token_ids"], y["labels"]
         logits = ops.cast(y_pred["logits"], "float32")
         per_token = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
         weights = ops.ones_like(per_token) if sample_weight is None else ops.cast(sample_weight, "float32")
         loss = ops.sum(per_token * weights) / ops.maximum(ops.sum(weights), 1.0)
+        if self.region_weight and labels is not None:
+            loss += self.region_weight * ops.mean(region_loss(y_pred["region_logits"], labels,
+                                                              self.backbone.region_classes))
         return loss + sum(self.losses) if self.losses else loss
 
     # ---------------------------------------------------------------------------------------------- replies
@@ -145,4 +177,5 @@ class VisualAssistant(Task):
         return [text.decode("utf-8", errors="replace") for text in texts]  # byte-level BPE may stop mid-character
 
     def get_config(self):
-        return {**super().get_config(), "max_reply_length": self.max_reply_length}
+        return {**super().get_config(), "max_reply_length": self.max_reply_length,
+                "region_weight": self.region_weight}

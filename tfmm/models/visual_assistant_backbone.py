@@ -1,3 +1,5 @@
+import math
+
 import keras
 import keras_hub
 
@@ -11,9 +13,12 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
     from a config or loaded from a local preset).
 
     `images` (float, S×S), `token_ids`, `padding_mask` (B, L) → `logits` (B, L, vocabulary) float32: the next
-    word after each word position, having seen every image token and the words before it."""
+    word after each word position, having seen every image token and the words before it. With `region_classes`
+    (classes per label channel, `tfmm.data.region_labels.REGION_CLASSES`), also `region_logits` (B, regions,
+    sum of them): each region's classes read off the encoder's features by one dense layer, for the auxiliary
+    target (`tfmm.models.visual_assistant.region_loss`); replies never use it."""
 
-    def __init__(self, image_encoder, language_model, dtype=None, **kwargs):
+    def __init__(self, image_encoder, language_model, region_classes=(), dtype=None, **kwargs):
         if isinstance(image_encoder, dict):
             image_encoder = keras.layers.deserialize(image_encoder)
         if isinstance(language_model, dict):
@@ -26,9 +31,19 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
         images = keras.Input(image_encoder.input.shape[1:], name="images")
         token_ids = keras.Input((None,), dtype="int32", name="token_ids")
         padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
-        logits = self.language_model(self.projector(image_encoder(images)["sequence_output"]), token_ids, padding_mask)
+        regions = image_encoder(images)["sequence_output"]
+        outputs = {"logits": self.language_model(self.projector(regions), token_ids, padding_mask)}
+        self.region_classes = tuple(int(n) for n in region_classes)
+        if self.region_classes:
+            grid = math.isqrt(regions.shape[1])
+            if grid * grid != regions.shape[1]:
+                raise ValueError(f"region_classes needs a square grid of regions; the image encoder gives "
+                                 f"{regions.shape[1]}")
+            self.region_head = keras.layers.Dense(sum(self.region_classes), dtype=dtype, name="region_head")
+            outputs["region_logits"] = keras.layers.Activation("linear", dtype="float32", name="region_logits")(
+                self.region_head(regions))
         super().__init__(inputs={"images": images, "token_ids": token_ids, "padding_mask": padding_mask},
-                         outputs={"logits": logits}, dtype=dtype, **kwargs)
+                         outputs=outputs, dtype=dtype, **kwargs)
 
     @property
     def num_image_tokens(self):
@@ -40,6 +55,7 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
     def get_config(self):
         config = super().get_config()
         config.update(image_encoder=keras.layers.serialize(self.image_encoder),
-                      language_model=keras.layers.serialize(self.language_model.backbone))
+                      language_model=keras.layers.serialize(self.language_model.backbone),
+                      region_classes=list(self.region_classes))
         return config
 

@@ -28,6 +28,8 @@ class VisualAssistantPreprocessor(Preprocessor):
     shorter conversation does not have. Returns `({"images", "token_ids", "padding_mask"}, next ids, weights)`
     with `sequence_length` word positions; a longer conversation loses its tail (`prompt_ids` keeps the last
     turns that fit instead, for replies). `sequence_length` + the image tokens must fit the language model.
+    With `y = {"labels"}` (label maps (B, S, S, channels), `tfmm.data.region_labels`), the target is
+    `{"token_ids", "labels"}`: the next ids and the maps as int32 (see `VisualAssistant.region_weight`).
     """
 
     def packing_ids(self):
@@ -92,4 +94,7 @@ class VisualAssistantPreprocessor(Preprocessor):
         ids, padding_mask = self.packer(ids)
         weights = tf.cast(self.weight_packer(weights), tf.float32)
         inputs = {"images": images, "token_ids": ids[:, :-1], "padding_mask": tf.cast(padding_mask[:, :-1], tf.int32)}
-        return keras.utils.pack_x_y_sample_weight(inputs, ids[:, 1:], weights[:, 1:])
+        target = ids[:, 1:]
+        if y is not None:
+            target = {"token_ids": target, "labels": tf.cast(y["labels"], tf.int32)}
+        return keras.utils.pack_x_y_sample_weight(inputs, target, weights[:, 1:])

@@ -126,7 +126,8 @@ def judge(colours=6, shapes=5):
                                     hidden_dim=8)
 
 
-def assistant(tokenizer_=None, family="gpt2", sequence_length=24, max_reply_length=4):
+def assistant(tokenizer_=None, family="gpt2", sequence_length=24, max_reply_length=4, region_classes=(),
+              region_weight=0.0):
     from tfmm.models.visual_assistant import VisualAssistant
     from tfmm.models.visual_assistant_backbone import VisualAssistantBackbone
     from tfmm.models.visual_assistant_preprocessor import VisualAssistantPreprocessor
@@ -143,5 +144,5 @@ def assistant(tokenizer_=None, family="gpt2", sequence_length=24, max_reply_leng
         language_model = keras_hub.models.GemmaBackbone(vocabulary_size=vocabulary, num_layers=2, num_query_heads=2,
                                                         num_key_value_heads=1, hidden_dim=32, intermediate_dim=64,
                                                         head_dim=16)
-    return VisualAssistant(VisualAssistantBackbone(_image_encoder(), language_model), preprocessor,
-                           max_reply_length=max_reply_length)
+    return VisualAssistant(VisualAssistantBackbone(_image_encoder(), language_model, region_classes), preprocessor,
+                           max_reply_length=max_reply_length, region_weight=region_weight)
