@@ -96,7 +96,7 @@ class SegmentModelConfig:
 
 
 # 8 epochs: about 18 minutes on a 2-core Xeon (AVX-512, TensorFlow's oneDNN kernels), twice that on an AVX2-only
-# EPYC; test mIoU 0.97 with the shape target (BENCHMARKS.md, segment).
+# EPYC; test mIoU 0.88–0.97 with the shape target, depending on the run (BENCHMARKS.md, segment).
 SegmentConfig = app_config("SegmentConfig", SegmentDataConfig, SegmentModelConfig,
                            TrainConfig(epochs=8, learning_rate=2e-3))
 
