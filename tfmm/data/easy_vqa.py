@@ -39,6 +39,17 @@ _ABSENCE = ("is there not a {x}?", "is there not a {x} in the image?", "does the
             "is no {x} present?")
 
 
+def shape_mask(pixels, colour):
+    """uint8 (H, W) 0/1: the pixels of `pixels` (uint8 (H, W, 3)) nearer `colour` (RGB) than the background (the
+    median of the border pixels; every easy-VQA shape lies whole inside its image)."""
+    pixels = pixels.astype(np.float32)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    background = np.median(border, axis=0)
+    direction = np.asarray(colour, np.float32) - background
+    share = (pixels - background) @ direction / max(float(direction @ direction), 1e-6)
+    return (share > 0.5).astype(np.uint8)
+
+
 def package_directory(split):
     """The official split directory inside the installed `easy-vqa` package."""
     try:

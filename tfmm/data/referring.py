@@ -14,6 +14,7 @@ never read. Everything derives from the caller's generator, as the rest of `shap
 
 import numpy as np
 
+from tfmm.data.region_labels import scene_label_map
 from tfmm.data.shapes import COLOURS, SHAPES, SIZES, object_masks
 
 KINDS = ("attribute", "relation", "multiple", "no_target")
@@ -138,11 +139,9 @@ SHAPE_CLASSES = len(SHAPES) + 1  # the classes of `shape_labels`: background, th
 
 def shape_labels(scene, image_size):
     """uint8 (S, S): 0 where no object is, else 1 + the index in `shapes.SHAPES` of the object drawn there (the
-    segmenter's auxiliary per-pixel target: what each object is, whatever the words ask)."""
-    labels = np.zeros((image_size, image_size), np.uint8)
-    for obj, mask in zip(scene.objects, object_masks(scene, image_size)):
-        labels[mask] = SHAPES.index(obj.shape) + 1
-    return labels
+    segmenter's auxiliary per-pixel target: what each object is, whatever the words ask): the shape channel of the
+    scene's label map (`region_labels.REGION_SHAPES` begins with `shapes.SHAPES`)."""
+    return scene_label_map(scene, image_size)[..., 0]
 
 
 # Per scene: two attribute expressions (the commonest kind in use, and the one the no-target expressions share

@@ -15,19 +15,9 @@ import numpy as np
 from PIL import Image
 
 from tfmm.data import easy_vqa
+from tfmm.data.easy_vqa import shape_mask
 from tfmm.data.question_groups import directory_groups, split_directory, split_groups
 from tfmm.data.referring import PHRASINGS
-
-
-def shape_mask(pixels, colour):
-    """uint8 (H, W) 0/1: the pixels of `pixels` (uint8 (H, W, 3)) nearer `colour` (RGB) than the background (the
-    median of the border pixels; every easy-VQA shape lies whole inside its image)."""
-    pixels = pixels.astype(np.float32)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    background = np.median(border, axis=0)
-    direction = np.asarray(colour, np.float32) - background
-    share = (pixels - background) @ direction / max(float(direction @ direction), 1e-6)
-    return (share > 0.5).astype(np.uint8)
 
 
 def _phrases(colour, shape):

@@ -13,7 +13,6 @@ import numpy as np
 from PIL import Image
 
 from tfmm.data import easy_vqa, shapes
-from tfmm.data.referring_easy_vqa import shape_mask
 
 REGION_SHAPES = (*shapes.SHAPES, *[s for s in easy_vqa.SHAPES if s not in shapes.SHAPES])
 REGION_COLOURS = (*shapes.COLOURS, *[c for c in easy_vqa.COLOURS if c not in shapes.COLOURS])
@@ -42,7 +41,7 @@ def easy_vqa_label_map(pixels, colour, shape):
         rgb = pixels.reshape(-1, 3)[int(np.argmax(distance))]
     else:
         rgb = easy_vqa.COLOURS[colour]
-    mask = shape_mask(pixels, rgb).astype(bool)
+    mask = easy_vqa.shape_mask(pixels, rgb).astype(bool)
     labels = np.zeros((*pixels.shape[:2], 3), np.uint8)
     labels[mask, 0] = UNKNOWN if shape is None else REGION_SHAPES.index(shape) + 1
     labels[mask, 1] = UNKNOWN if colour is None else REGION_COLOURS.index(colour) + 1

@@ -39,9 +39,8 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
             if grid * grid != regions.shape[1]:
                 raise ValueError(f"region_classes needs a square grid of regions; the image encoder gives "
                                  f"{regions.shape[1]}")
-            self.region_head = keras.layers.Dense(sum(self.region_classes), dtype=dtype, name="region_head")
-            outputs["region_logits"] = keras.layers.Activation("linear", dtype="float32", name="region_logits")(
-                self.region_head(regions))
+            self.region_head = keras.layers.Dense(sum(self.region_classes), dtype="float32", name="region_head")
+            outputs["region_logits"] = self.region_head(regions)
         super().__init__(inputs={"images": images, "token_ids": token_ids, "padding_mask": padding_mask},
                          outputs=outputs, dtype=dtype, **kwargs)
 
