@@ -15,7 +15,7 @@ never read. Everything derives from the caller's generator, as the rest of `shap
 import numpy as np
 
 from tfmm.data.region_labels import scene_label_map
-from tfmm.data.shapes import COLOURS, SHAPES, SIZES, object_masks
+from tfmm.data.shapes import COLOURS, HELDOUT_COMBINATIONS, SHAPES, SIZES, object_masks
 
 KINDS = ("attribute", "relation", "multiple", "no_target")
 
@@ -94,10 +94,8 @@ def _multiple(scene, rng):
     return phrase, targets
 
 
-def _no_target(scene, rng):
-    """A phrase in one of the attribute forms (`_descriptors`) that fits no object of the scene. Every form is as
-    likely as the scene allows, so no form tells on its own that an expression names nothing: the model has to
-    look for the object."""
+def _no_target_forms():
+    """{form: [(phrase, fits(obj)), ...]} for every attribute form of `_descriptors`, over the whole vocabulary."""
     forms = {}
     for size in SIZES:
         for colour in COLOURS:
@@ -114,8 +112,41 @@ def _no_target(scene, rng):
         forms.setdefault("shape", []).append((shape, lambda o, s=shape: o.shape == s))
         for size in SIZES:
             forms.setdefault("size shape", []).append((f"{size} {shape}", lambda o, z=size, s=shape: (o.size, o.shape) == (z, s)))
-    absent = [[phrase for phrase, fits in phrases if not any(fits(o) for o in scene.objects)] for phrases in forms.values()]
+    return forms
+
+
+_NO_TARGET_FORMS = _no_target_forms()
+
+
+def _names_heldout_combination(phrase):
+    words = phrase.split()
+    return any(colour in words and shape in words for colour, shape in HELDOUT_COMBINATIONS)
+
+
+def _confusable(scene, phrase):
+    """Every attribute word of `phrase` fits some object of the scene (on different objects, as the phrase names
+    none): only binding the words to one object tells that nothing is named ("the red star" over a red circle
+    and a blue star)."""
+    words = phrase.split()
+    return all(any(word in (o.size, o.colour, o.shape) for o in scene.objects)
+               for word in words if word in SIZES or word in COLOURS or word in SHAPES)
+
+
+def _no_target(scene, rng, confusable_share=0.5):
+    """A phrase in one of the attribute forms (`_descriptors`) that fits no object of the scene. Every form is as
+    likely as the scene allows, so no form tells on its own that an expression names nothing: the model has to
+    look for the object. `confusable_share` of them, where the scene allows, are confusable (`_confusable`): drawn
+    at random they would be rare (about 4 %), and without them a model that matches one word at a time passes.
+    No phrase names a held-out colour–shape combination: training would otherwise teach that "the red star"
+    names nothing, which is what the held-out test asks the other way round."""
+    absent = [[phrase for phrase, fits in phrases
+               if not any(fits(o) for o in scene.objects) and not _names_heldout_combination(phrase)]
+              for phrases in _NO_TARGET_FORMS.values()]
     absent = [phrases for phrases in absent if phrases]
+    confusable = [[p for p in phrases if _confusable(scene, p)] for phrases in absent]
+    confusable = [phrases for phrases in confusable if phrases]
+    if confusable and rng.random() < confusable_share:
+        absent = confusable
     phrases = absent[int(rng.integers(len(absent)))]
     return phrases[int(rng.integers(len(phrases)))], []
 
@@ -145,8 +176,9 @@ def shape_labels(scene, image_size):
 
 
 # Per scene: two attribute expressions (the commonest kind in use, and the one the no-target expressions share
-# their forms with), then one of every other kind the scene allows.
-PER_SCENE = ("attribute", "attribute", "relation", "multiple", "no_target")
+# their forms with), then one of every other kind the scene allows, and a second no-target one (a repeated text
+# is dropped): "names nothing" is a decision about the whole image, with fewer examples than pixels to learn from.
+PER_SCENE = ("attribute", "attribute", "relation", "multiple", "no_target", "no_target")
 
 
 def referring_examples(scene, image_size, rng, kinds=PER_SCENE, phrasing="train"):

@@ -1,5 +1,5 @@
 """`tfmm_shapes_referring` as a TensorFlow Datasets builder: `shapes` scenes, each with the referring expressions
-`tfmm.data.referring.PER_SCENE` lists (two attribute ones, one of every other kind it allows) and the mask each
+`tfmm.data.referring.PER_SCENE` lists (two attribute ones, one of every other kind it allows, two no-target) and the mask each
 names, and a map of the shape under each pixel (`shape_map`). Offline, like `tfmm_shapes`, and its images are
 `tfmm_shapes`' images of the same split and index.
 
@@ -31,11 +31,13 @@ class ReferringConfig(tfds.core.BuilderConfig):
 class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
     """Referring expressions on procedural shapes scenes, with their masks."""
 
-    VERSION = tfds.core.Version("1.3.0")
+    VERSION = tfds.core.Version("1.4.0")
     RELEASE_NOTES = {"1.0.0": "First release.",
                      "1.1.0": "Two attribute expressions per scene; no-target expressions in every attribute form.",
                      "1.2.0": "Fourteen single-object and twelve several-object training phrasings (four and three before).",
-                     "1.3.0": "shape_map: the shape under each pixel (0 background, 1 + its index in shapes.SHAPES)."}
+                     "1.3.0": "shape_map: the shape under each pixel (0 background, 1 + its index in shapes.SHAPES).",
+                     "1.4.0": "Two no-target expressions per scene, half of them confusable where the scene allows (each word "
+                              "fits some object, none fits all); none names a held-out colour–shape combination."}
     BUILDER_CONFIGS = [
         ReferringConfig(name="default", description="64×64, 6k training scenes"),
         ReferringConfig(name="small", description="64×64, 1.5k training scenes", num_train=1500, num_validation=150,
