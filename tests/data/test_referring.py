@@ -130,3 +130,67 @@ def test_shape_map_names_the_shape_drawn_at_each_pixel():
             touches += subpixels.any(axis=(1, 3))
         differ = shape_labels(scene, 64) != expected
         assert not (differ & (touches < 2)).any(), seed
+
+
+def _confusable_phrases(scene):
+    """Brute force over the vocabulary: two- and three-attribute phrases naming no object of the scene whose every
+    word fits some object, leaving out held-out colour–shape combinations."""
+    phrases = [f"{c} {s}" for c in COLOURS for s in SHAPES] + [f"{z} {s}" for z in SIZES for s in SHAPES] \
+        + [f"{z} {c} {s}" for z in SIZES for c in COLOURS for s in SHAPES]
+    return [p for p in phrases if not _matching(scene, _words(p)) and _names_no_heldout(p)
+            and all(_matching(scene, {w}) for w in p.split())]
+
+
+def _names_no_heldout(text):
+    from tfmm.data.shapes import HELDOUT_COMBINATIONS
+
+    words = _words(text)
+    return not any(c in words and s in words for c, s in HELDOUT_COMBINATIONS)
+
+
+def test_no_target_expressions_never_name_a_heldout_combination():
+    """Training must not teach that "the red star" names nothing: the held-out test asks for exactly that object."""
+    for split in ("train", "heldout"):
+        for seed in range(400):
+            scene, rng = _scene(seed, split)
+            text, targets = expression(scene, rng, "no_target")
+            assert targets == [] and _names_no_heldout(text), (text, scene)
+
+
+def test_confusable_no_target_expressions_bind_words_the_scene_has_apart():
+    """Asked for confusable ones only, a scene that has any (by brute force) gets one: every attribute word fits some
+    object and no object fits them all."""
+    from tfmm.data.referring import _no_target
+
+    allowed = 0
+    for seed in range(300):
+        scene, rng = _scene(seed)
+        text, targets = _no_target(scene, rng, confusable_share=1.0)
+        assert interpret(scene, text) == targets == []
+        if _confusable_phrases(scene):
+            allowed += 1
+            assert text in _confusable_phrases(scene), (text, scene)
+    assert allowed >= 100
+
+
+
+def test_colour_map_names_the_colour_rendered_at_each_pixel():
+    """Inside an object (the map names the same colour at the pixel and its four neighbours: edges blend with the
+    background), the rendered pixel is nearer that colour than any other (renders add ±20 per object, far less
+    than the palette's gaps); where the map names none, the pixel is the background's."""
+    from tfmm.data.referring import colour_labels
+    from tfmm.data.shapes import RGB
+
+    palette = np.array([RGB[c] for c in COLOURS], np.float64)
+    for seed in range(20):
+        scene, rng = _scene(seed)
+        image = render(scene, 64, rng).astype(np.float64)
+        labels = colour_labels(scene, 64)
+        named = labels > 0
+        padded = np.pad(labels, 1)
+        inside = named & np.all([padded[1 + dy:65 + dy, 1 + dx:65 + dx] == labels
+                                 for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))], axis=0)
+        nearest = np.argmin(((image[..., None, :] - palette) ** 2).sum(-1), axis=-1) + 1
+        assert inside.sum() > 20 and np.all(nearest[inside] == labels[inside]), seed
+        background = np.median(image[~named], axis=0)
+        assert np.mean(np.abs(image[~named] - background).sum(-1) < 60) > 0.97

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfmm.models import ReferringSegmenter, ReferringSegmenterBackbone
-from tfmm.models.referring_segmenter import dice_loss, presence_loss, shape_loss
+from tfmm.models.referring_segmenter import class_map_loss, dice_loss, presence_loss
 from tfmm.testing import tiny_tasks
 from tfmm.testing.tiny_tasks import IMAGE_SIZE
 
@@ -108,28 +108,35 @@ def test_loss_is_cross_entropy_plus_dice_plus_presence_against_numpy():
     np.testing.assert_allclose(presence_loss(logits, targets, 0.6), presence, rtol=1e-5)
 
 
-def test_the_shape_target_adds_its_cross_entropy_at_the_first_decoder_level_against_numpy():
+def test_the_shape_and_colour_targets_add_their_cross_entropy_at_the_first_decoder_level_against_numpy():
     plain = tiny_tasks.segmenter("film")
     backbone = ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16, 32), num_heads=2,
-                                          shape_classes=6)
-    task = ReferringSegmenter(backbone, plain.preprocessor, presence_weight=0.0, shape_weight=0.3)
+                                          shape_classes=6, colour_classes=7)
+    task = ReferringSegmenter(backbone, plain.preprocessor, presence_weight=0.0, shape_weight=0.3, colour_weight=0.2)
     x = _inputs(task, 2)
     rng = np.random.default_rng(1)
-    shape_map = rng.integers(0, 6, (2, IMAGE_SIZE, IMAGE_SIZE))
-    masks = (shape_map == 2).astype(np.float32)
+    maps = {"shape": rng.integers(0, 6, (2, IMAGE_SIZE, IMAGE_SIZE)), "colour": rng.integers(0, 7, (2, IMAGE_SIZE, IMAGE_SIZE))}
+    masks = (maps["shape"] == 2).astype(np.float32)
     out = task(x)
-    shape_logits = np.asarray(out["shape_logits"], np.float64)
-    assert shape_logits.shape == (2, IMAGE_SIZE // 2, IMAGE_SIZE // 2, 6)
-    # nearest sampling at half-pixel centres: output position i reads pixel floor((i + 0.5) · 2) = 2i + 1
-    labels = shape_map[:, 1::2, 1::2]
-    log_p = shape_logits - np.log(np.exp(shape_logits).sum(-1, keepdims=True))
-    expected = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0].mean(axis=(1, 2))
-    np.testing.assert_allclose(shape_loss(shape_logits, shape_map), expected, rtol=1e-5)
-    without = float(task.compute_loss(x, tf.constant(masks), out))  # a plain mask target: no shape term
-    with_shapes = float(task.compute_loss(x, {"mask": tf.constant(masks), "shape_map": tf.constant(shape_map)}, out))
-    assert with_shapes == pytest.approx(without + 0.3 * expected.mean(), rel=1e-4)
+    expected = {}
+    for attribute, classes in (("shape", 6), ("colour", 7)):
+        logits = np.asarray(out[f"{attribute}_logits"], np.float64)
+        assert logits.shape == (2, IMAGE_SIZE // 2, IMAGE_SIZE // 2, classes)
+        # nearest sampling at half-pixel centres: output position i reads pixel floor((i + 0.5) · 2) = 2i + 1
+        labels = maps[attribute][:, 1::2, 1::2]
+        log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        expected[attribute] = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0].mean(axis=(1, 2))
+        np.testing.assert_allclose(class_map_loss(logits, maps[attribute]), expected[attribute], rtol=1e-5)
+    without = float(task.compute_loss(x, tf.constant(masks), out))  # a plain mask target: no map terms
+    target = {"mask": tf.constant(masks), **{f"{a}_map": tf.constant(m) for a, m in maps.items()}}
+    both = float(task.compute_loss(x, target, out))
+    assert both == pytest.approx(without + 0.3 * expected["shape"].mean() + 0.2 * expected["colour"].mean(), rel=1e-4)
+    del target["colour_map"]  # a map left out adds nothing
+    assert float(task.compute_loss(x, target, out)) == pytest.approx(without + 0.3 * expected["shape"].mean(), rel=1e-4)
     with pytest.raises(ValueError, match="shape_weight 0.3 needs a backbone with shape_classes"):
         ReferringSegmenter(plain.backbone, plain.preprocessor, shape_weight=0.3)
+    with pytest.raises(ValueError, match="colour_weight 0.2 needs a backbone with colour_classes"):
+        ReferringSegmenter(plain.backbone, plain.preprocessor, colour_weight=0.2)
 
 
 def test_masks_are_resampled_like_the_images():

@@ -15,7 +15,7 @@ from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
 from tfmm.config import DataConfig, TrainConfig, app_config, at_least, one_of, positive, variant
 from tfmm.data import DataChecks, build_pipeline, read_image_files
-from tfmm.data.referring import SHAPE_CLASSES
+from tfmm.data.referring import COLOUR_CLASSES, SHAPE_CLASSES
 from tfmm.data.referring_sources import load_referring
 from tfmm.encoders import TEXT_ENCODERS, build_text_encoder
 from tfmm.errors import TfmmError
@@ -57,6 +57,9 @@ class SegmentModelConfig:
     # each pixel (the built-in data has it): the features learn what each object is before the words select by
     # it; -1 = 1.0 on the built-in data, 0 elsewhere
     shape_weight: float = at_least(-1, -1)
+    # the same for the colour under each pixel: with shapes learnt, colour words were what the model misread ("the
+    # blue shape" marked a green one where nothing was blue)
+    colour_weight: float = at_least(-1, -1)
     dice_weight: float = at_least(0, 1.0)  # loss = per-pixel cross-entropy + this × soft Dice
     # + this × the cross-entropy of the most confident pixel against "names something" (empty masks for no-target)
     presence_weight: float = at_least(0, 1.0)
@@ -73,21 +76,24 @@ class SegmentModelConfig:
                             f"({len(self.filters) - 1} halvings for model.filters {self.filters})")
         if not 0 < self.threshold < 1:
             raise TfmmError(f"model.threshold {self.threshold} must be between 0 and 1")
-        if self.shape_weight > 0 and root.data.source != "shapes":
-            raise TfmmError(f"model.shape_weight {self.shape_weight}: only the built-in data (data.source = \"shapes\") "
-                            f"has the shape under each pixel, not {root.data.source!r}; give 0 or -1")
-        if self.shape_weight > 0 and len(self.filters) < 2:
-            raise TfmmError(f"model.shape_weight {self.shape_weight} needs a decoder: model.filters {self.filters} has one level")
+        for attribute in ("shape", "colour"):
+            weight = getattr(self, f"{attribute}_weight")
+            if weight > 0 and root.data.source != "shapes":
+                raise TfmmError(f"model.{attribute}_weight {weight}: only the built-in data (data.source = \"shapes\") "
+                                f"has the {attribute} under each pixel, not {root.data.source!r}; give 0 or -1")
+            if weight > 0 and len(self.filters) < 2:
+                raise TfmmError(f"model.{attribute}_weight {weight} needs a decoder: model.filters {self.filters} has one level")
         levels = len(self.filters)
         if self.word_attention_levels > levels or (self.word_attention_levels == 0 and self.conditioning == "cross_attention"):
             raise TfmmError(f"model.word_attention_levels {self.word_attention_levels}: give 1 to {levels} for "
                             f"{self.conditioning} (the U-Net's levels, model.filters {self.filters})"
                             + (", or 0 for none" if self.conditioning == "film" else "") + "; -1 for the default")
 
-    def shape_loss_weight(self, data):
-        if self.shape_weight >= 0:
-            return self.shape_weight
-        return 1.0 if data.source == "shapes" else 0.0
+    def class_map_weights(self, data):
+        """{"shape": w, "colour": w}: the per-pixel targets' weights, -1 resolved (1.0 on the built-in data)."""
+        default = 1.0 if data.source == "shapes" else 0.0
+        return {attribute: weight if weight >= 0 else default
+                for attribute, weight in (("shape", self.shape_weight), ("colour", self.colour_weight))}
 
     def attention_levels(self):
         if self.word_attention_levels >= 0:
@@ -121,22 +127,23 @@ class Segment(App):
     def build_task(self, config, preprocessor):
         m = config.model
         text_encoder = build_text_encoder(m.text_encoder, preprocessor.vocabulary_size, m.sequence_length)
-        shape_weight = m.shape_loss_weight(config.data)
+        weights = m.class_map_weights(config.data)
         backbone = ReferringSegmenterBackbone(text_encoder, config.data.image_size, m.filters, m.conditioning,
                                               m.num_heads, m.attention_levels(), m.coarse_logits,
-                                              SHAPE_CLASSES if shape_weight else 0)
+                                              SHAPE_CLASSES if weights["shape"] else 0,
+                                              COLOUR_CLASSES if weights["colour"] else 0)
         return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, presence_weight=m.presence_weight,
-                                  threshold=m.threshold, shape_weight=shape_weight)
+                                  threshold=m.threshold, shape_weight=weights["shape"], colour_weight=weights["colour"])
 
     def pipeline(self, config, examples, training, shard=None, repeat=False):
-        """Batches of raw `({"images", "text"}, masks)`, or `{"mask", "shape_map"}` targets where the model learns
-        shapes too (`model.shape_weight`)."""
+        """Batches of raw `({"images", "text"}, masks)`, or `{"mask", "shape_map", "colour_map"}` targets where the
+        model learns shapes or colours too (`model.shape_weight`, `model.colour_weight`)."""
         data = config.data
-        with_shapes = bool(config.model.shape_loss_weight(data))
+        maps = [f"{a}_map" for a, weight in config.model.class_map_weights(data).items() if weight]
 
         def pair(example, seed):
             del seed
-            target = {"mask": example["mask"], "shape_map": example["shape_map"]} if with_shapes else example["mask"]
+            target = {"mask": example["mask"], **{key: example[key] for key in maps}} if maps else example["mask"]
             return {"images": example["image"], "text": example["text"]}, target
 
         return build_pipeline(examples, per_worker_batch(data.batch_size, shard), training=training, example_fn=pair,

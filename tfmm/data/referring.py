@@ -166,6 +166,7 @@ def expression(scene, rng, kind, phrasing="train"):
 
 
 SHAPE_CLASSES = len(SHAPES) + 1  # the classes of `shape_labels`: background, then each shape
+COLOUR_CLASSES = len(COLOURS) + 1  # the classes of `colour_labels`: background, then each colour
 
 
 def shape_labels(scene, image_size):
@@ -175,10 +176,15 @@ def shape_labels(scene, image_size):
     return scene_label_map(scene, image_size)[..., 0]
 
 
+def colour_labels(scene, image_size):
+    """uint8 (S, S): 0 where no object is, else 1 + the index in `shapes.COLOURS` of the object drawn there: the
+    label map's colour channel (`region_labels.REGION_COLOURS` begins with `shapes.COLOURS`)."""
+    return scene_label_map(scene, image_size)[..., 1]
+
+
 # Per scene: two attribute expressions (the commonest kind in use, and the one the no-target expressions share
-# their forms with), then one of every other kind the scene allows, and a second no-target one (a repeated text
-# is dropped): "names nothing" is a decision about the whole image, with fewer examples than pixels to learn from.
-PER_SCENE = ("attribute", "attribute", "relation", "multiple", "no_target", "no_target")
+# their forms with), then one of every other kind the scene allows.
+PER_SCENE = ("attribute", "attribute", "relation", "multiple", "no_target")
 
 
 def referring_examples(scene, image_size, rng, kinds=PER_SCENE, phrasing="train"):

@@ -1,6 +1,6 @@
 """`tfmm_shapes_referring` as a TensorFlow Datasets builder: `shapes` scenes, each with the referring expressions
-`tfmm.data.referring.PER_SCENE` lists (two attribute ones, one of every other kind it allows, two no-target) and the mask each
-names, and a map of the shape under each pixel (`shape_map`). Offline, like `tfmm_shapes`, and its images are
+`tfmm.data.referring.PER_SCENE` lists (two attribute ones, one of every other kind it allows) and the mask each
+names, and maps of the shape and the colour under each pixel (`shape_map`, `colour_map`). Offline, like `tfmm_shapes`, and its images are
 `tfmm_shapes`' images of the same split and index.
 
 Splits: `train`, `validation`, `test`, `heldout` (scenes of the colour–shape combinations training never shows)
@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfmm.data import shapes
-from tfmm.data.referring import KINDS, referring_examples, shape_labels
+from tfmm.data.referring import KINDS, colour_labels, referring_examples, shape_labels
 
 SCENE_SPLITS = {"train": "train", "validation": "validation", "test": "test", "heldout": "heldout", "phrasing": "test"}
 
@@ -36,8 +36,9 @@ class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
                      "1.1.0": "Two attribute expressions per scene; no-target expressions in every attribute form.",
                      "1.2.0": "Fourteen single-object and twelve several-object training phrasings (four and three before).",
                      "1.3.0": "shape_map: the shape under each pixel (0 background, 1 + its index in shapes.SHAPES).",
-                     "1.4.0": "Two no-target expressions per scene, half of them confusable where the scene allows (each word "
-                              "fits some object, none fits all); none names a held-out colour–shape combination."}
+                     "1.4.0": "colour_map: the colour under each pixel. Half the no-target expressions confusable where the "
+                              "scene allows (each word fits some object, none fits all); none names a held-out colour–shape "
+                              "combination."}
     BUILDER_CONFIGS = [
         ReferringConfig(name="default", description="64×64, 6k training scenes"),
         ReferringConfig(name="small", description="64×64, 1.5k training scenes", num_train=1500, num_validation=150,
@@ -56,6 +57,7 @@ class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
                 "image": tfds.features.Image(shape=(size, size, 3)),
                 "mask": tfds.features.Tensor(shape=(size, size), dtype=np.uint8),
                 "shape_map": tfds.features.Tensor(shape=(size, size), dtype=np.uint8),
+                "colour_map": tfds.features.Tensor(shape=(size, size), dtype=np.uint8),
                 "text": tfds.features.Text(),
                 "kind": tfds.features.ClassLabel(names=KINDS),
                 "scene": tfds.features.Text(),
@@ -77,12 +79,12 @@ class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
             rng = np.random.default_rng([c.seed, shapes.SPLITS.index(scene_split), index])
             scene = shapes.sample_scene(rng, c.image_size, scene_split)  # as shapes.generate_example draws them
             image = shapes.render(scene, c.image_size, rng)
-            shape_map = shape_labels(scene, c.image_size)
+            shape_map, colour_map = shape_labels(scene, c.image_size), colour_labels(scene, c.image_size)
             phrasing = "heldout" if split == "phrasing" else "train"
             for number, example in enumerate(referring_examples(scene, c.image_size, rng, phrasing=phrasing)):
                 key = f"{split}-{index:06d}-{number}"
-                yield key, {"id": key, "image": image, "mask": example["mask"], "shape_map": shape_map, "text": example["text"],
-                            "kind": example["kind"], "scene": scene.key}
+                yield key, {"id": key, "image": image, "mask": example["mask"], "shape_map": shape_map,
+                            "colour_map": colour_map, "text": example["text"], "kind": example["kind"], "scene": scene.key}
 
 
 def load(split, config="default", data_dir=None, **kwargs):

@@ -142,8 +142,9 @@ def _user_examples(data, split, checks):
 
 def load_referring(data, split, checks):
     """`{"image" uint8 (S, S, 3), "mask" uint8 (S, S), "text", "kind"}` of `split` at `data.image_size`: the built-in
-    expressions (`data.source = "shapes"`; kinds as `tfmm.data.referring`; these also have `shape_map`, uint8
-    (S, S): the shape under each pixel, `tfmm.data.referring.shape_labels`), easy-VQA images with masks from their
+    expressions (`data.source = "shapes"`; kinds as `tfmm.data.referring`; these also have `shape_map` and
+    `colour_map`, uint8 (S, S): the shape and the colour under each pixel, `tfmm.data.referring.shape_labels` and
+    `colour_labels`), easy-VQA images with masks from their
     pixels (`"easy_vqa"` or a folder in its layout; kinds `attribute` and `no_target`), a RefCOCO-style JSON file, or
     a refs folder (kind `target` or `no_target`, by the mask); `split=None` reads a user source whole (see
     `read_refs_folder`)."""
@@ -154,12 +155,12 @@ def load_referring(data, split, checks):
         kinds = tf.constant(KINDS)
 
         def select(example):
-            image, mask, shape_map = example["image"], example["mask"], example["shape_map"]
+            image, mask = example["image"], example["mask"]
+            maps = {key: example[key] for key in ("shape_map", "colour_map")}
             if image.shape[0] != size:
                 image, mask = resize_pixels(image, size), resize_mask(mask, size)
-                shape_map = tf.image.resize(shape_map[..., None], (size, size), method="nearest")[..., 0]
-            return {"image": image, "mask": mask, "shape_map": shape_map, "text": example["text"],
-                    "kind": tf.gather(kinds, example["kind"])}
+                maps = {key: tf.image.resize(m[..., None], (size, size), method="nearest")[..., 0] for key, m in maps.items()}
+            return {"image": image, "mask": mask, **maps, "text": example["text"], "kind": tf.gather(kinds, example["kind"])}
 
         dataset = referring_builder.load(split, config=data.shapes_config, data_dir=data.data_dir or None)
         return dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE)

@@ -19,12 +19,12 @@ def dice_loss(logits, targets, smooth=1.0):
     return 1.0 - (2.0 * overlap + smooth) / (total + smooth)
 
 
-def shape_loss(shape_logits, shape_map):
-    """Sparse cross-entropy of the per-position shape classes (B, s, s, n) against the shape under each pixel
-    (B, S, S) int, sampled at the logits' positions (nearest), averaged per example, (B,)."""
-    size = ops.shape(shape_logits)[1:3]
-    labels = ops.image.resize(ops.cast(shape_map, "float32")[..., None], size, interpolation="nearest")[..., 0]
-    entropy = ops.sparse_categorical_crossentropy(ops.cast(labels, "int32"), ops.cast(shape_logits, "float32"),
+def class_map_loss(class_logits, class_map):
+    """Sparse cross-entropy of per-position classes (B, s, s, n) against the class under each pixel (B, S, S) int
+    (the shape or the colour there), sampled at the logits' positions (nearest), averaged per example, (B,)."""
+    size = ops.shape(class_logits)[1:3]
+    labels = ops.image.resize(ops.cast(class_map, "float32")[..., None], size, interpolation="nearest")[..., 0]
+    entropy = ops.sparse_categorical_crossentropy(ops.cast(labels, "int32"), ops.cast(class_logits, "float32"),
                                                   from_logits=True)
     return ops.mean(entropy, axis=(1, 2))
 
@@ -48,7 +48,8 @@ class ReferringSegmenter(Task):
 
     Trained with `fit` on `({"images", "text"}, masks)`; the loss is per-pixel binary cross-entropy plus
     `dice_weight` × the soft Dice loss plus `presence_weight` × `presence_loss` (is anything named at all). With
-    `y = {"mask", "shape_map"}` and a backbone with `shape_classes`, also `shape_weight` × `shape_loss`. With raw
+    `y = {"mask", "shape_map", "colour_map"}` and a backbone with `shape_classes` / `colour_classes`, also
+    `shape_weight` / `colour_weight` × `class_map_loss` of each (a map the weight is 0 for may be left out). With raw
     inputs: `segment(images, texts)` → uint8 masks (N, S, S) at the model's resolution, and `segment_details` adds
     per-pixel probabilities and a score per mask.
     """
@@ -57,26 +58,28 @@ class ReferringSegmenter(Task):
     preprocessor_cls = ReferringSegmenterPreprocessor
 
     def __init__(self, backbone, preprocessor=None, dice_weight=1.0, presence_weight=0.0, threshold=0.5,
-                 shape_weight=0.0, **kwargs):
+                 shape_weight=0.0, colour_weight=0.0, **kwargs):
         self.backbone, self.preprocessor = backbone, preprocessor
         inputs = backbone.input
         super().__init__(inputs=inputs, outputs=backbone(inputs), **kwargs)
         self.dice_weight, self.presence_weight, self.threshold = dice_weight, presence_weight, threshold
-        self.shape_weight = shape_weight
-        if shape_weight and not backbone.shape_classes:
-            raise ValueError(f"shape_weight {shape_weight} needs a backbone with shape_classes")
+        self.shape_weight, self.colour_weight = shape_weight, colour_weight
+        for attribute, weight in (("shape", shape_weight), ("colour", colour_weight)):
+            if weight and not getattr(backbone, f"{attribute}_classes"):
+                raise ValueError(f"{attribute}_weight {weight} needs a backbone with {attribute}_classes")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        shape_map = None
+        maps = {}
         if isinstance(y, dict):
-            y, shape_map = y["mask"], y["shape_map"]
+            maps, y = y, y["mask"]
         logits = ops.cast(y_pred["logits"], "float32")
         targets = ops.cast(y, "float32")
         pixels = ops.mean(ops.binary_crossentropy(targets, logits, from_logits=True), axis=(1, 2))
         per_example = (pixels + self.dice_weight * dice_loss(logits, targets)
                        + self.presence_weight * presence_loss(logits, targets, self.threshold))
-        if self.shape_weight and shape_map is not None:
-            per_example += self.shape_weight * shape_loss(y_pred["shape_logits"], shape_map)
+        for attribute, weight in (("shape", self.shape_weight), ("colour", self.colour_weight)):
+            if weight and f"{attribute}_map" in maps:
+                per_example += weight * class_map_loss(y_pred[f"{attribute}_logits"], maps[f"{attribute}_map"])
         loss = ops.mean(per_example)
         return loss + sum(self.losses) if self.losses else loss
 
@@ -103,7 +106,7 @@ class ReferringSegmenter(Task):
 
     def get_config(self):
         return {**super().get_config(), "dice_weight": self.dice_weight, "presence_weight": self.presence_weight,
-                "threshold": self.threshold, "shape_weight": self.shape_weight}
+                "threshold": self.threshold, "shape_weight": self.shape_weight, "colour_weight": self.colour_weight}
 
 
-__all__ = ["ReferringSegmenter", "dice_loss", "presence_loss", "shape_loss"]
+__all__ = ["ReferringSegmenter", "class_map_loss", "dice_loss", "presence_loss"]

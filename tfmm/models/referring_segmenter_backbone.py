@@ -33,11 +33,14 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
     named with a gradient of their own and the fine levels only draw its edges.
     `shape_classes` = n > 0: that level's features (before FiLM, so whatever the words) also predict n classes per
     position, output `shape_logits` (B, s, s, n): an auxiliary target (the built-in data's shape under each pixel)
-    that makes the features tell shapes apart before the words can select by them.
+    that makes the features tell shapes apart before the words can select by them. `colour_classes` likewise,
+    output `colour_logits`: without it a model that had learnt shapes still marked a green object for "the blue
+    shape" in a scene with nothing blue.
     """
 
     def __init__(self, text_encoder, image_size, filters=(8, 16, 32, 64, 128), conditioning="film", num_heads=4,
-                 word_attention_levels=None, coarse_logits=False, shape_classes=0, dtype=None, **kwargs):
+                 word_attention_levels=None, coarse_logits=False, shape_classes=0, colour_classes=0, dtype=None,
+                 **kwargs):
         if isinstance(text_encoder, dict):
             text_encoder = keras.layers.deserialize(text_encoder)
         if conditioning not in CONDITIONINGS:
@@ -77,8 +80,10 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
             x = keras.layers.Conv2DTranspose(filters[level], 2, strides=2, dtype=dtype, name=f"up{level}")(x)
             x = keras.layers.Concatenate(dtype=dtype, name=f"join{level}")([x, skips[level]])
             x = _conv_block(x, filters[level], f"decode{level}", dtype)
-            if shape_classes and level == first_decoder:
-                outputs["shape_logits"] = keras.layers.Conv2D(shape_classes, 1, dtype="float32", name="shape_logits")(x)
+            for attribute, classes in (("shape", shape_classes), ("colour", colour_classes)):
+                if classes and level == first_decoder:
+                    outputs[f"{attribute}_logits"] = keras.layers.Conv2D(classes, 1, dtype="float32",
+                                                                         name=f"{attribute}_logits")(x)
             x = film(x, f"decode{level}")
             if coarse_logits and level == first_decoder and level:  # at full resolution there is nothing to add
                 coarse = keras.layers.Conv2D(1, 1, dtype="float32", name="coarse_logits")(x)
@@ -91,7 +96,7 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
         super().__init__(inputs={"images": images, **text}, outputs={"logits": logits, **outputs}, dtype=dtype, **kwargs)
         self.image_size, self.filters, self.conditioning, self.num_heads = image_size, list(filters), conditioning, num_heads
         self.word_attention_levels, self.coarse_logits = word_attention_levels, bool(coarse_logits)
-        self.shape_classes = int(shape_classes)
+        self.shape_classes, self.colour_classes = int(shape_classes), int(colour_classes)
 
     @property
     def sequence_length(self):
@@ -102,5 +107,5 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
         config.update(text_encoder=keras.layers.serialize(self.text_encoder), image_size=self.image_size,
                       filters=self.filters, conditioning=self.conditioning, num_heads=self.num_heads,
                       word_attention_levels=self.word_attention_levels, coarse_logits=self.coarse_logits,
-                      shape_classes=self.shape_classes)
+                      shape_classes=self.shape_classes, colour_classes=self.colour_classes)
         return config
