@@ -1,7 +1,7 @@
 """`tfmm_shapes_referring` as a TensorFlow Datasets builder: `shapes` scenes, each with the referring expressions
 `tfmm.data.referring.PER_SCENE` lists (two attribute ones, one of every other kind it allows) and the mask each
-names, and maps of the shape and the colour under each pixel (`shape_map`, `colour_map`). Offline, like `tfmm_shapes`, and its images are
-`tfmm_shapes`' images of the same split and index.
+names, and maps of the shape and the colour under each pixel (`shape_map`, `colour_map`). Offline, like
+`tfmm_shapes`, and its images are `tfmm_shapes`' images of the same split and index.
 
 Splits: `train`, `validation`, `test`, `heldout` (scenes of the colour–shape combinations training never shows)
 and `phrasing` (the test scenes asked in the held-out phrasings).
