@@ -116,7 +116,7 @@ def test_shape_map_names_the_shape_drawn_at_each_pixel():
     touch may differ (objects can overlap at their edges, and the map judges such a pixel by its owner)."""
     from PIL import Image, ImageDraw
 
-    from tfmm.data.referring import shape_labels
+    from tfmm.data.referring import class_maps
     from tfmm.data.shapes import SHAPES, _draw
 
     for seed in range(30):
@@ -128,7 +128,7 @@ def test_shape_map_names_the_shape_drawn_at_each_pixel():
             subpixels = np.asarray(canvas).reshape(64, 4, 64, 4) > 0
             expected[subpixels.mean(axis=(1, 3)) > 0.5] = SHAPES.index(obj.shape) + 1
             touches += subpixels.any(axis=(1, 3))
-        differ = shape_labels(scene, 64) != expected
+        differ = class_maps(scene, 64)["shape_map"] != expected
         assert not (differ & (touches < 2)).any(), seed
 
 
@@ -173,24 +173,3 @@ def test_confusable_no_target_expressions_bind_words_the_scene_has_apart():
     assert allowed >= 100
 
 
-
-def test_colour_map_names_the_colour_rendered_at_each_pixel():
-    """Inside an object (the map names the same colour at the pixel and its four neighbours: edges blend with the
-    background), the rendered pixel is nearer that colour than any other (renders add ±20 per object, far less
-    than the palette's gaps); where the map names none, the pixel is the background's."""
-    from tfmm.data.referring import colour_labels
-    from tfmm.data.shapes import RGB
-
-    palette = np.array([RGB[c] for c in COLOURS], np.float64)
-    for seed in range(20):
-        scene, rng = _scene(seed)
-        image = render(scene, 64, rng).astype(np.float64)
-        labels = colour_labels(scene, 64)
-        named = labels > 0
-        padded = np.pad(labels, 1)
-        inside = named & np.all([padded[1 + dy:65 + dy, 1 + dx:65 + dx] == labels
-                                 for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))], axis=0)
-        nearest = np.argmin(((image[..., None, :] - palette) ** 2).sum(-1), axis=-1) + 1
-        assert inside.sum() > 20 and np.all(nearest[inside] == labels[inside]), seed
-        background = np.median(image[~named], axis=0)
-        assert np.mean(np.abs(image[~named] - background).sum(-1) < 60) > 0.97

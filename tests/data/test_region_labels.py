@@ -1,4 +1,4 @@
-"""Label maps of what each pixel shows: a shapes scene's shape channel is the referring data's shape map, its
+"""Label maps of what each pixel shows: a shapes scene's shape and colour channels are the referring data's maps, its
 colour channel names the colour rendered there and its size channel the object's size; an easy-VQA image's shape is found from its pixels, with the classes
 its questions tell (UNKNOWN where they do not)."""
 
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tfmm.data import easy_vqa
-from tfmm.data.referring import shape_labels
+from tfmm.data.referring import class_maps
 from tfmm.data.referring_easy_vqa import shape_mask
 from tfmm.data.region_labels import (
     REGION_COLOURS,
@@ -30,7 +30,9 @@ def test_a_scene_map_names_the_shape_and_the_colour_drawn_at_each_pixel():
         rng = np.random.default_rng(seed)
         scene = sample_scene(rng, 64, "train")
         labels = scene_label_map(scene, 64)
-        np.testing.assert_array_equal(labels[..., 0], shape_labels(scene, 64))
+        maps = class_maps(scene, 64)  # the segmenter's targets are these channels
+        np.testing.assert_array_equal(labels[..., 0], maps["shape_map"])
+        np.testing.assert_array_equal(labels[..., 1], maps["colour_map"])
         assert ((labels[..., 0] == 0) == (labels[..., 1] == 0)).all() and ((labels[..., 0] == 0) == (labels[..., 2] == 0)).all()
         for obj, mask in zip(scene.objects, object_masks(scene, 64)):  # objects meet at most at their edges
             assert (labels[mask, 2] == REGION_SIZES.index(obj.size) + 1).mean() > 0.9, seed

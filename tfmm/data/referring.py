@@ -165,21 +165,17 @@ def expression(scene, rng, kind, phrasing="train"):
     return templates[int(rng.integers(len(templates)))].format(phrase), targets
 
 
-SHAPE_CLASSES = len(SHAPES) + 1  # the classes of `shape_labels`: background, then each shape
-COLOUR_CLASSES = len(COLOURS) + 1  # the classes of `colour_labels`: background, then each colour
+SHAPE_CLASSES = len(SHAPES) + 1  # the classes of a `shape_map`: background, then each shape
+COLOUR_CLASSES = len(COLOURS) + 1  # the classes of a `colour_map`: background, then each colour
 
 
-def shape_labels(scene, image_size):
-    """uint8 (S, S): 0 where no object is, else 1 + the index in `shapes.SHAPES` of the object drawn there (the
-    segmenter's auxiliary per-pixel target: what each object is, whatever the words ask): the shape channel of the
-    scene's label map (`region_labels.REGION_SHAPES` begins with `shapes.SHAPES`)."""
-    return scene_label_map(scene, image_size)[..., 0]
-
-
-def colour_labels(scene, image_size):
-    """uint8 (S, S): 0 where no object is, else 1 + the index in `shapes.COLOURS` of the object drawn there: the
-    label map's colour channel (`region_labels.REGION_COLOURS` begins with `shapes.COLOURS`)."""
-    return scene_label_map(scene, image_size)[..., 1]
+def class_maps(scene, image_size):
+    """{"shape_map", "colour_map"}, uint8 (S, S): 0 where no object is, else 1 + the index in `shapes.SHAPES` /
+    `shapes.COLOURS` of the object drawn there (the segmenter's auxiliary per-pixel targets: what each object is,
+    whatever the words ask). The scene's label map's first two channels, drawn once
+    (`region_labels.REGION_SHAPES` / `REGION_COLOURS` begin with `shapes.SHAPES` / `shapes.COLOURS`)."""
+    labels = scene_label_map(scene, image_size)
+    return {"shape_map": labels[..., 0], "colour_map": labels[..., 1]}
 
 
 # Per scene: two attribute expressions (the commonest kind in use, and the one the no-target expressions share

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfmm.data import shapes
-from tfmm.data.referring import KINDS, colour_labels, referring_examples, shape_labels
+from tfmm.data.referring import KINDS, class_maps, referring_examples
 
 SCENE_SPLITS = {"train": "train", "validation": "validation", "test": "test", "heldout": "heldout", "phrasing": "test"}
 
@@ -79,12 +79,12 @@ class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
             rng = np.random.default_rng([c.seed, shapes.SPLITS.index(scene_split), index])
             scene = shapes.sample_scene(rng, c.image_size, scene_split)  # as shapes.generate_example draws them
             image = shapes.render(scene, c.image_size, rng)
-            shape_map, colour_map = shape_labels(scene, c.image_size), colour_labels(scene, c.image_size)
+            maps = class_maps(scene, c.image_size)
             phrasing = "heldout" if split == "phrasing" else "train"
             for number, example in enumerate(referring_examples(scene, c.image_size, rng, phrasing=phrasing)):
                 key = f"{split}-{index:06d}-{number}"
-                yield key, {"id": key, "image": image, "mask": example["mask"], "shape_map": shape_map,
-                            "colour_map": colour_map, "text": example["text"], "kind": example["kind"], "scene": scene.key}
+                yield key, {"id": key, "image": image, "mask": example["mask"], **maps, "text": example["text"],
+                            "kind": example["kind"], "scene": scene.key}
 
 
 def load(split, config="default", data_dir=None, **kwargs):

@@ -143,8 +143,8 @@ def _user_examples(data, split, checks):
 def load_referring(data, split, checks):
     """`{"image" uint8 (S, S, 3), "mask" uint8 (S, S), "text", "kind"}` of `split` at `data.image_size`: the built-in
     expressions (`data.source = "shapes"`; kinds as `tfmm.data.referring`; these also have `shape_map` and
-    `colour_map`, uint8 (S, S): the shape and the colour under each pixel, `tfmm.data.referring.shape_labels` and
-    `colour_labels`), easy-VQA images with masks from their pixels (`"easy_vqa"` or a folder in its layout; kinds
+    `colour_map`, uint8 (S, S): the shape and the colour under each pixel, `tfmm.data.referring.class_maps`),
+    easy-VQA images with masks from their pixels (`"easy_vqa"` or a folder in its layout; kinds
     `attribute` and `no_target`), a RefCOCO-style JSON file, or a refs folder (kind `target` or `no_target`, by the
     mask); `split=None` reads a user source whole (see `read_refs_folder`)."""
     size = data.image_size
