@@ -87,6 +87,26 @@ def test_coarse_logits_add_the_first_decoder_levels_upsampled_guess():
     assert "coarse_logits" not in [layer.name for layer in plain.backbone.layers]  # off by default
 
 
+def test_bottleneck_transformer_runs_on_the_flattened_map_with_its_positions():
+    """`bottleneck_layers`: the bottleneck map, row-major, plus its position embeddings, through keras-hub's
+    Transformer encoder block (the oracle: the same block called on NumPy's flattening), back to a map."""
+    plain = tiny_tasks.segmenter("film")
+    backbone = ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16, 32), num_heads=2,
+                                          bottleneck_layers=1)
+    parts = keras.Model(backbone.input, [backbone.get_layer("bottleneck_film").output,
+                                         backbone.get_layer("bottleneck_map").output])
+    before, after = (np.asarray(t) for t in parts(_inputs(plain, 2)))
+    batch, height, width, channels = before.shape
+    assert (height, width) == (IMAGE_SIZE // 4, IMAGE_SIZE // 4)
+    positions = backbone.get_layer("bottleneck_positions").position_embeddings.numpy()
+    assert np.abs(positions).max() > 0  # learnt, and not zero at the start
+    tokens = before.reshape(batch, height * width, channels) + positions
+    expected = np.asarray(backbone.get_layer("bottleneck_transformer0")(tokens)).reshape(before.shape)
+    np.testing.assert_allclose(after, expected, atol=1e-5)
+    assert ReferringSegmenterBackbone.from_config(backbone.get_config()).bottleneck_layers == 1
+    assert "bottleneck_map" not in [layer.name for layer in plain.backbone.layers]  # off unless asked
+
+
 def test_loss_is_cross_entropy_plus_dice_plus_presence_against_numpy():
     task = tiny_tasks.segmenter("film")
     task.presence_weight, task.threshold = 0.7, 0.6

@@ -53,6 +53,9 @@ class SegmentModelConfig:
     word_attention_levels: int = at_least(-1, -1)
     # the first decoder level also predicts logits, upsampled and added to the full-resolution ones (see the backbone)
     coarse_logits: bool = True
+    # Transformer encoder blocks over the bottleneck positions after the text (see the backbone): relations compare
+    # where two objects are (one block: relation mIoU 0.95 → 0.97 in a run that learnt them either way, 4 % slower)
+    bottleneck_layers: int = at_least(0, 1)
     # + this × the cross-entropy of the first decoder level's per-position shape classes against the shape under
     # each pixel (the built-in data has it): the features learn what each object is before the words select by
     # it; -1 = 1.0 on the built-in data, 0 elsewhere
@@ -131,7 +134,7 @@ class Segment(App):
         backbone = ReferringSegmenterBackbone(text_encoder, config.data.image_size, m.filters, m.conditioning,
                                               m.num_heads, m.attention_levels(), m.coarse_logits,
                                               SHAPE_CLASSES if weights["shape"] else 0,
-                                              COLOUR_CLASSES if weights["colour"] else 0)
+                                              COLOUR_CLASSES if weights["colour"] else 0, m.bottleneck_layers)
         return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, presence_weight=m.presence_weight,
                                   threshold=m.threshold, shape_weight=weights["shape"], colour_weight=weights["colour"])
 

@@ -181,6 +181,10 @@ def class_maps(scene, image_size):
 # Per scene: two attribute expressions (the commonest kind in use, and the one the no-target expressions share
 # their forms with), then one of every other kind the scene allows.
 PER_SCENE = ("attribute", "attribute", "relation", "multiple", "no_target")
+# Training scenes try a second relation: most scenes allow two ("left of" naming the first object, "right of" the
+# last), and the same image asked both ways is what teaches the two words apart. With one, some runs marked every
+# object for a relation after 8 epochs (the target among them) instead of the one it names.
+TRAINING_PER_SCENE = ("attribute", "attribute", "relation", "relation", "multiple", "no_target")
 
 
 def referring_examples(scene, image_size, rng, kinds=PER_SCENE, phrasing="train"):

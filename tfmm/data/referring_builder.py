@@ -1,7 +1,8 @@
 """`tfmm_shapes_referring` as a TensorFlow Datasets builder: `shapes` scenes, each with the referring expressions
-`tfmm.data.referring.PER_SCENE` lists (two attribute ones, one of every other kind it allows) and the mask each
-names, and maps of the shape and the colour under each pixel (`shape_map`, `colour_map`). Offline, like
-`tfmm_shapes`, and its images are `tfmm_shapes`' images of the same split and index.
+`tfmm.data.referring.PER_SCENE` lists (two attribute ones, one of every other kind it allows; training scenes
+`TRAINING_PER_SCENE`, with a second relation) and the mask each names, and maps of the shape and the colour under
+each pixel (`shape_map`, `colour_map`). Offline, like `tfmm_shapes`, and its images are `tfmm_shapes`' images of
+the same split and index.
 
 Splits: `train`, `validation`, `test`, `heldout` (scenes of the colour–shape combinations training never shows)
 and `phrasing` (the test scenes asked in the held-out phrasings).
@@ -13,7 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfmm.data import shapes
-from tfmm.data.referring import KINDS, class_maps, referring_examples
+from tfmm.data.referring import KINDS, PER_SCENE, TRAINING_PER_SCENE, class_maps, referring_examples
 
 SCENE_SPLITS = {"train": "train", "validation": "validation", "test": "test", "heldout": "heldout", "phrasing": "test"}
 
@@ -31,14 +32,15 @@ class ReferringConfig(tfds.core.BuilderConfig):
 class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
     """Referring expressions on procedural shapes scenes, with their masks."""
 
-    VERSION = tfds.core.Version("1.4.0")
+    VERSION = tfds.core.Version("1.5.0")
     RELEASE_NOTES = {"1.0.0": "First release.",
                      "1.1.0": "Two attribute expressions per scene; no-target expressions in every attribute form.",
                      "1.2.0": "Fourteen single-object and twelve several-object training phrasings (four and three before).",
                      "1.3.0": "shape_map: the shape under each pixel (0 background, 1 + its index in shapes.SHAPES).",
                      "1.4.0": "colour_map: the colour under each pixel. Half the no-target expressions confusable where the "
                               "scene allows (each word fits some object, none fits all); none names a held-out colour–shape "
-                              "combination."}
+                              "combination.",
+                     "1.5.0": "Training scenes try two relation expressions (one before); the other splits are as in 1.4.0."}
     BUILDER_CONFIGS = [
         ReferringConfig(name="default", description="64×64, 6k training scenes"),
         ReferringConfig(name="small", description="64×64, 1.5k training scenes", num_train=1500, num_validation=150,
@@ -81,7 +83,8 @@ class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
             image = shapes.render(scene, c.image_size, rng)
             maps = class_maps(scene, c.image_size)
             phrasing = "heldout" if split == "phrasing" else "train"
-            for number, example in enumerate(referring_examples(scene, c.image_size, rng, phrasing=phrasing)):
+            kinds = TRAINING_PER_SCENE if split == "train" else PER_SCENE
+            for number, example in enumerate(referring_examples(scene, c.image_size, rng, kinds, phrasing)):
                 key = f"{split}-{index:06d}-{number}"
                 yield key, {"id": key, "image": image, "mask": example["mask"], **maps, "text": example["text"],
                             "kind": example["kind"], "scene": scene.key}

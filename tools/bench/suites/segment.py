@@ -40,11 +40,15 @@ def _latencies(task, runner, config, examples):
     return keras_b1, keras_b64, saved_b1, tflite_b1
 
 
-def _label(model):
+def _label(model, data):
     """The row's name: the conditioning and what the default config adds to it."""
     extras = [f"words at {model.attention_levels()} of {len(model.filters)} levels"]
     if model.coarse_logits:
         extras.append("coarse logits")
+    if model.bottleneck_layers:
+        extras.append(f"{model.bottleneck_layers} bottleneck Transformer block(s)")
+    weights = model.class_map_weights(data)
+    extras += [f"{name} target" for name, weight in weights.items() if weight]
     return f"{model.conditioning} ({', '.join(extras)})"
 
 
@@ -68,7 +72,7 @@ def variant_row(conditioning, args, folder, fresh):
     print(f"segment: {conditioning} on easy-VQA")
     easy_task, easy_seconds = timed(lambda: easy_runner.train(easy_config))
     easy = app.evaluate(easy_task, easy_config, None, argparse.Namespace(data=str(fresh)))
-    row = [_label(config.model), scores["test"]["miou"], scores["heldout"]["miou"], scores["phrasing"]["miou"],
+    row = [_label(config.model, config.data), scores["test"]["miou"], scores["heldout"]["miou"], scores["phrasing"]["miou"],
            scores["test"]["no_target_accuracy"], easy["miou"], f"{task.count_params():,}", round(shapes_seconds),
            round(easy_seconds), *(round(v, 2) if isinstance(v, float) else v for v in latencies)]
     return row, scores, easy, conditioning
