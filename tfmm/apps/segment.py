@@ -104,8 +104,8 @@ class SegmentModelConfig:
         return len(self.filters) if self.conditioning == "cross_attention" else min(2, len(self.filters))
 
 
-# 8 epochs: about 17 minutes on a 2-core Xeon (AVX-512, TensorFlow's oneDNN kernels), twice that on an AVX2-only
-# EPYC; quality varies from run to run (BENCHMARKS.md, segment).
+# 8 epochs: 1,185 s (just under 20 minutes) on a 2-core Xeon (AVX-512, TensorFlow's oneDNN kernels), twice that on
+# an AVX2-only EPYC; quality varies from run to run (BENCHMARKS.md, segment).
 SegmentConfig = app_config("SegmentConfig", SegmentDataConfig, SegmentModelConfig,
                            TrainConfig(epochs=8, learning_rate=2e-3))
 
