@@ -49,8 +49,8 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
     shape" in a scene with nothing blue.
     `bottleneck_layers` = n > 0: after the bottleneck has heard the text, n Transformer encoder blocks (keras-hub,
     learnt position embeddings) let every bottleneck position attend to every other, knowing where each is: a
-    relation ("the object left of the blue square") compares the positions of two objects anywhere in the image,
-    which stacked 3×3 convolutions learnt in some runs and not in others.
+    relation ("the object left of the blue square") compares the positions of two objects anywhere in the image
+    (measured: relation mIoU 0.950 → 0.969 in one run; more relations in training did most, BENCHMARKS.md).
     """
 
     def __init__(self, text_encoder, image_size, filters=(8, 16, 32, 64, 128), conditioning="film", num_heads=4,
