@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tfmm.data.referring import KINDS, PHRASINGS, expression, referring_examples
-from tfmm.data.shapes import COLOURS, SHAPES, SIZES, object_masks, render, sample_scene
+from tfmm.data.shapes import COLOURS, SHAPES, SIZES, SPLITS, object_masks, render, sample_scene
 
 
 def _scene(seed, split="train"):
@@ -173,12 +173,9 @@ def test_confusable_no_target_expressions_bind_words_the_scene_has_apart():
     assert allowed >= 100
 
 
-
-
 def test_training_scenes_ask_a_second_relation_and_the_other_splits_stay_as_they_were(tmp_path):
     """The builder's training split draws `TRAINING_PER_SCENE` (a second relation: the same image asked "left of"
     and "right of"), every other split `PER_SCENE`: re-drawn here from the builder's seeds."""
-    from tfmm.data import shapes
     from tfmm.data.referring import PER_SCENE, TRAINING_PER_SCENE
     from tfmm.data.referring_builder import TfmmShapesReferring
 
@@ -189,9 +186,9 @@ def test_training_scenes_ask_a_second_relation_and_the_other_splits_stay_as_they
         for key, example in builder._generate_examples(split, 40):
             built.setdefault(int(key.split("-")[1]), []).append(example["text"])
         for index, texts in built.items():
-            rng = np.random.default_rng([0, shapes.SPLITS.index(split), index])
-            scene = shapes.sample_scene(rng, 32, split)
-            shapes.render(scene, 32, rng)
+            rng = np.random.default_rng([0, SPLITS.index(split), index])
+            scene = sample_scene(rng, 32, split)
+            render(scene, 32, rng)
             expected = referring_examples(scene, 32, rng, kinds)
             assert texts == [e["text"] for e in expected], (split, index)
             sides = {side for text in texts for side in ("left of", "right of") if side in text}
