@@ -11,7 +11,7 @@ from PIL import Image
 
 from tfmm.data import DataChecks
 from tfmm.data.conversations import Conversation, read_conversations, write_conversations
-from tfmm.data.instructions import QUESTIONS, normalise_answer, scene_conversation
+from tfmm.data.instructions import QUESTIONS, TRAINING_TURNS, TURNS, normalise_answer, scene_conversation
 from tfmm.data.region_labels import REGION_COLOURS, REGION_SHAPES, REGION_SIZES
 from tfmm.data.shapes import COLOURS, SHAPES, SIZES, sample_scene
 from tfmm.errors import TfmmError
@@ -118,8 +118,9 @@ def _oracle(scene, question, previous):
     asks_size = small_or_large or "size" in words or "big" in words or words[:2] == ["how", "large"]
     named = [w for w in words if w in COLOURS + SHAPES + (() if asks_size else SIZES)]
     listing = lambda objs: ", ".join(o.phrase() for o in objs[:-1]) + (" and " if len(objs) > 1 else "") + objs[-1].phrase()
-    overviews = ("what do you see?", "what is in this picture?", "tell me about the image.", "tell me what is in the image.")
-    if "describe" in words or "list" in words or question in overviews:
+    overviews = ("what do you see?", "what is in this picture?", "tell me about the image.", "tell me what is in the image.",
+                 "what does the picture show?", "name the shapes from left to right.", "what objects are in the image?")
+    if "describe" in words or "description" in words or "list" in words or question in overviews:
         return listing(scene.objects), None
     if "many" in words or "count" in words or "number" in words:
         return ("none", "one", "two", "three")[len(scene.objects)], None
@@ -136,7 +137,7 @@ def _oracle(scene, question, previous):
     if words[0] in ("is", "does", "can", "do") and not small_or_large:
         there = bool(_fits(scene.objects, named))
         if "no" in words or "not" in words or "without" in words:
-            thing = " ".join(named)
+            thing = " ".join(named) if set(named) & set(SHAPES) else f"{named[0]} shape"  # "is there no red shape?"
             return (f"no there is a {thing}" if there else f"yes there is no {thing}"), None
         return ("yes" if there else "no"), None
     attribute = "size" if asks_size else "colour" if "colour" in words else "shape"
@@ -157,7 +158,7 @@ def _template_of(question):
     return found.pop()
 
 
-@pytest.mark.parametrize("phrasing", ["train", "heldout"])
+@pytest.mark.parametrize("phrasing", ["train", "heldout", "training"])
 def test_built_in_answers_are_what_the_scene_says(phrasing):
     rng = np.random.default_rng(0)
     seen = set()
@@ -169,7 +170,7 @@ def test_built_in_answers_are_what_the_scene_says(phrasing):
             expected, previous = _oracle(scene, question, previous)
             assert normalise_answer(answer) == normalise_answer(expected), (scene.key, question, answer, expected)
             seen.add(intent)
-            assert _template_of(question)[1] == phrasing, question
+            assert _template_of(question)[1] in ({"train", "extra"} if phrasing == "training" else {phrasing}), question
     assert seen == {"describe", "count", "colour", "shape", "size", "relation", "yes/no", "absent", "follow-up"}
 
 
@@ -179,7 +180,7 @@ def test_built_in_set_is_written_in_llava_format_and_reads_back_whole(tmp_path):
     from tfmm.data import easy_vqa
     from tfmm.data.instructions import build_instruction_set
 
-    sizes = {"train": 12, "test": 4, "phrasing": 4}
+    sizes = {"train": 24, "test": 4, "phrasing": 4}
     written = build_instruction_set(tmp_path / "set", ("train", "test", "phrasing", "easy_vqa_test"), sizes)
     checks = DataChecks(strict=True)  # every record must read: a bad one stops this
     read = {split: read_conversations(path, checks) for split, path in written.items()}
@@ -190,10 +191,13 @@ def test_built_in_set_is_written_in_llava_format_and_reads_back_whole(tmp_path):
     first = groups[0]["image_path"]
     assert read["easy_vqa_test"][0].image.read_bytes() == open(first, "rb").read()
     for split in sizes:
-        assert all(2 <= len(c.turns) <= 4 and len(c.intents) == len(c.turns) for c in read[split])
+        fewest, most = TRAINING_TURNS if split == "train" else TURNS
+        assert {len(c.turns) for c in read[split]} <= set(range(fewest, most + 1))
+        assert all(len(c.intents) == len(c.turns) for c in read[split])
         assert all(c.image.is_relative_to(tmp_path / "set" / "images" / split) for c in read[split])
     phrasings = {_template_of(q)[1] for c in read["phrasing"] for q, _ in c.turns}
-    assert phrasings == {"heldout"} and {_template_of(q)[1] for c in read["train"] for q, _ in c.turns} == {"train"}
+    assert phrasings == {"heldout"} and {_template_of(q)[1] for c in read["test"] for q, _ in c.turns} == {"train"}
+    assert {_template_of(q)[1] for c in read["train"] for q, _ in c.turns} == {"train", "extra"}
     # every scene's label map holds exactly the objects (size, colour, shape) its description lists
     described = [c for c in read["train"] + read["test"] if c.intents[0] == "describe"]
     assert described and all(c.labels.is_relative_to(tmp_path / "set" / "labels") for c in read["train"])
@@ -215,3 +219,39 @@ def test_dataset_pads_turns_and_reads_the_image_bytes(folder):
     assert rows[1]["image"] == (folder / "images/2.png").read_bytes()
     with pytest.raises(TfmmError, match="no conversations"):
         conversation_dataset([])
+
+
+def test_training_presence_questions_answer_yes_and_no_and_need_both_words_of_a_pair():
+    from tfmm.data.instructions import _balanced_presence
+    from tfmm.data.shapes import Scene, ShapeObject
+
+    scene = Scene((ShapeObject("circle", "red", "small", 0.2, 0.5), ShapeObject("star", "blue", "large", 0.7, 0.5)))
+    rng = np.random.default_rng(0)
+    answers, pairs_missing = set(), set()
+    for _ in range(400):
+        question, answer, intent, _ = _balanced_presence(scene, rng, "training")
+        expected, _ = _oracle(scene, question, None)
+        assert normalise_answer(answer) == normalise_answer(expected) and intent == "yes/no", (question, answer)
+        answers.add(normalise_answer(answer).split()[0])
+        named = [w for w in normalise_answer(question).split() if w in COLOURS + SHAPES]
+        if len(named) == 2 and not _fits(scene.objects, named):
+            pairs_missing.add(" ".join(named))
+    assert answers == {"yes", "no"}
+    # a missing pair is one whose colour and shape the scene has apart, so neither word alone answers it
+    assert pairs_missing == {"red star", "blue circle"}
+
+
+def test_easy_vqa_training_draw_balances_each_kind_of_questions_answers():
+    from tfmm.data import easy_vqa
+    from tfmm.data.instructions import _answer_balancing_weights
+
+    groups, _ = easy_vqa.read_directory(easy_vqa.package_directory("train"))
+    kinds = {easy_vqa.question_kind(q): easy_vqa.question_type(a) for g in groups for q, a in zip(g["questions"], g["answers"])}
+    assert kinds == {"presence of a colour": "yes/no", "absence of a colour": "yes/no", "presence of a shape": "yes/no",
+                     "absence of a shape": "yes/no", "colour": "colour", "shape": "shape"}  # every question has its kind
+    small = [{"questions": ["is there a red shape?", "is there a blue shape?", "what color is the shape?"],
+              "answers": ["yes", "no", "red"]},
+             {"questions": ["is there a red shape?", "is there a teal shape?"], "answers": ["no", "no"]}]
+    # presence of a colour: 1 yes, 3 no, 4 in all, 2 answers → 4 / (1·2) = 2 for the yes, 4 / (3·2) for each no
+    assert np.allclose(_answer_balancing_weights(small)[0], [2.0, 2 / 3, 1.0])
+    assert np.allclose(_answer_balancing_weights(small)[1], [2 / 3, 2 / 3])

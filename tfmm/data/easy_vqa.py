@@ -112,6 +112,21 @@ def _asked_thing(question):
     return None
 
 
+def question_kind(question):
+    """What a question asks, for balancing answers: "colour" or "shape" of the shape, or whether it has a colour
+    / a shape ("presence of a colour", negated or not; "presence of a shape"); a question in no known template is
+    its own kind."""
+    asked = _asked_thing(question)
+    if asked is not None:
+        negated, thing = asked
+        return ("absence" if negated else "presence") + (" of a colour" if thing.endswith(" shape") else " of a shape")
+    if question in _COLOUR_QUESTIONS or _template_fill(question, _COLOUR_QUESTIONS, "shape"):
+        return "colour"  # before the shape templates: "what is the {colour} shape?" also fits "what is the color of the shape?"
+    if question in _SHAPE_QUESTIONS or _template_fill(question, _SHAPE_QUESTIONS, "colour"):
+        return "shape"
+    return question
+
+
 def _template_fill(question, templates, field):
     """The word a question fills into `{field}` of one of `templates`, or None."""
     for template in templates:

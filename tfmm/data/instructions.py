@@ -6,9 +6,17 @@ Intents (one label per assistant turn, what `eval` reports by): `describe`, `cou
 that refers to the object of the turn before: "and what colour is it?"). Every intent has several phrasings;
 the `heldout` ones never appear in training and make the held-out-phrasing test. Answers are short and have one
 form per fact, so exact match (lower-cased, punctuation stripped) is a fair score.
+
+The training split is drawn richer than the evaluation splits (which stay as version 3 drew them, so scores
+compare across versions): longer conversations, every attribute of a named object asked equally often, twice
+the relations, `extra` phrasings, presence questions that answer yes half the time and name one attribute ("is
+there a red shape?") or a combination the scene has only apart ("a red star" beside a red circle and a blue
+star), and easy-VQA questions picked so each kind of question is answered yes as often as no. Measured in one run
+each (BENCHMARKS.md): the longer, balanced conversations alone took test exact match 0.826 → 0.893.
 """
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -23,39 +31,52 @@ from tfmm.data.shapes import SPLITS as SHAPE_SPLITS
 from tfmm.errors import TfmmError
 
 NUMBERS = ("none", "one", "two", "three", "four")
-INSTRUCTION_SET_VERSION = 3  # part of the written set's folder name: bump it when what the set says changes
+INSTRUCTION_SET_VERSION = 4  # part of the written set's folder name: bump it when what the set says changes
 
-# {intent: {"train" | "heldout": question templates}}. Many training phrasings, so the model learns to find the
-# intent and the object in any sentence; the held-out ones are new sentences whose words training uses only in
-# other sentences ("what is the number of shapes?" against "tell me the number of shapes."), not unseen words.
+# {intent: {"train" | "extra" | "heldout": question templates}}. Many training phrasings, so the model learns to
+# find the intent and the object in any sentence; the held-out ones are new sentences whose words training uses
+# only in other sentences ("what is the number of shapes?" against "tell me the number of shapes."), not unseen
+# words. The test split asks the `train` ones; the training split also the `extra` ones.
 QUESTIONS = {
     "describe": {"train": ("describe the image.", "what do you see?", "describe this picture from left to right.",
                            "what is in this picture?", "tell me about the image.", "list the shapes from left to right."),
+                 "extra": ("what does the picture show?", "give a description of the image.",
+                           "name the shapes from left to right.", "what objects are in the image?"),
                  "heldout": ("tell me what is in the image.",)},
     "count": {"train": ("how many shapes are there?", "how many objects are in the image?", "count the shapes.",
                         "tell me the number of shapes.", "what is the number of objects in the picture?",
                         "how many things do you see?"),
+              "extra": ("count the objects in the image.", "how many shapes can you count?",
+                        "how many shapes does the picture have?"),
               "heldout": ("what is the number of shapes?",)},
     "colour": {"train": ("what colour is the {x}?", "which colour does the {x} have?", "tell me the colour of the {x}.",
                          "what colour does the {x} have in the picture?", "the colour of the {x} is what?"),
+               "extra": ("name the colour of the {x}.", "in what colour is the {x} drawn?", "which colour is the {x}?"),
                "heldout": ("what is the colour of the {x}?",)},
     "shape": {"train": ("what shape is the {x}?", "which shape is the {x}?", "what kind of object is the {x}?",
                         "tell me the shape of the {x}.", "what is the shape of the {x} in the image?"),
+              "extra": ("what shape does the {x} have?", "name the shape of the {x}.", "the {x} has which shape?"),
               "heldout": ("what kind of shape is the {x}?",)},
     "size": {"train": ("what size is the {x}?", "is the {x} small or large?", "how large is the {x}?",
                        "tell me how big the {x} is.", "is the {x} big or small?"),
+             "extra": ("what is the size of the {x}?", "is the {x} large or small?", "name the size of the {x}."),
              "heldout": ("how big is the {x}?",)},
     "relation": {"train": ("what is {side} the {x}?", "which shape is {side} the {x}?", "what do you see {side} the {x}?",
                            "tell me what is {side} the {x}.", "what can be found {side} the {x}?"),
+                 "extra": ("which objects are {side} the {x}?", "what lies {side} the {x}?",
+                           "name what is {side} the {x}."),
                  "heldout": ("what can you see {side} the {x}?",)},
     "yes/no": {"train": ("is there a {x}?", "does the image contain a {x}?", "do you see a {x}?", "can you find a {x}?",
                          "is there a {x} in the picture?"),
+               "extra": ("is a {x} present?", "is there any {x}?", "does the picture contain a {x}?"),
                "heldout": ("can you see a {x}?",)},
     "negated": {"train": ("is there no {x}?", "is there not a {x}?", "is the picture without any {x}?",
                           "does the image have no {x}?"),
+                "extra": ("does the picture not contain a {x}?", "is no {x} present?"),
                 "heldout": ("is the image without a {x}?",)},
     "follow-up": {"train": ("and what {attribute} is it?", "what {attribute} is it?", "and what is its {attribute}?",
                             "what about its {attribute}?"),
+                  "extra": ("what is its {attribute}?", "tell me its {attribute}.", "and which {attribute} is it?"),
                   "heldout": ("and its {attribute}?",)},
 }
 
@@ -65,7 +86,10 @@ def _pick(rng, options):
 
 
 def _ask(intent, rng, phrasing, **words):
-    return _pick(rng, QUESTIONS[intent][phrasing]).format(**words)
+    """A question of `intent` in one of its `phrasing` templates ("training": "train" or "extra")."""
+    sets = QUESTIONS[intent]
+    templates = sets["train"] + sets["extra"] if phrasing == "training" else sets[phrasing]
+    return _pick(rng, templates).format(**words)
 
 
 def _listing(objects):
@@ -82,13 +106,17 @@ def _things_without(obj, attribute, scene):
 
 def _about_object(scene, rng, phrasing):
     """(question, answer, intent, object index) about one attribute of one object, or None where no phrase
-    names the object without giving the answer away."""
+    names the object without giving the answer away. Evaluation splits pick among every (attribute, phrase) pair,
+    which asks the size most (more phrases leave it out); training picks the attribute first."""
     index = int(rng.integers(len(scene.objects)))
     obj = scene.objects[index]
     choices = [(attribute, thing) for attribute in ("colour", "shape", "size")
                for thing in _things_without(obj, attribute, scene)]
     if not choices:
         return None
+    if phrasing == "training":
+        attribute = _pick(rng, sorted({a for a, _ in choices}))
+        choices = [c for c in choices if c[0] == attribute]
     attribute, thing = _pick(rng, choices)
     return _ask(attribute, rng, phrasing, x=thing), getattr(obj, attribute), attribute, index
 
@@ -105,6 +133,8 @@ def _relation(scene, rng, phrasing):
 
 
 def _presence(scene, rng, phrasing):
+    if phrasing == "training":
+        return _balanced_presence(scene, rng, phrasing)
     if rng.random() < 0.5:
         obj = _pick(rng, scene.objects)
         colour, shape = obj.colour, obj.shape
@@ -112,6 +142,27 @@ def _presence(scene, rng, phrasing):
         colour, shape = _pick(rng, COLOURS), _pick(rng, SHAPES)
     there = any((o.colour, o.shape) == (colour, shape) for o in scene.objects)
     thing = f"{colour} {shape}"
+    if rng.random() < 0.5:
+        return _ask("yes/no", rng, phrasing, x=thing), "yes" if there else "no", "yes/no", None
+    answer = f"no, there is a {thing}" if there else f"yes, there is no {thing}"
+    return _ask("negated", rng, phrasing, x=thing), answer, "yes/no", None
+
+
+def _balanced_presence(scene, rng, phrasing):
+    """Training's presence question: yes half the time; about a colour ("red shape"), a shape, or a colour–shape
+    pair, a missing pair preferably one whose colour and shape the scene has apart, so the answer needs both."""
+    there, form = rng.random() < 0.5, _pick(rng, ("pair", "pair", "colour", "shape"))
+    has = {(o.colour, o.shape) for o in scene.objects}
+    if form == "pair":
+        pairs = sorted(has) if there else [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in has]
+        colours, shapes = {o.colour for o in scene.objects}, {o.shape for o in scene.objects}
+        apart = [(c, s) for c, s in pairs if c in colours and s in shapes]
+        colour, shape = _pick(rng, apart if apart and not there else pairs)
+        thing = f"{colour} {shape}"
+    elif form == "colour":
+        thing = f"{_pick(rng, [c for c in COLOURS if any(o.colour == c for o in scene.objects) == there])} shape"
+    else:
+        thing = _pick(rng, [s for s in SHAPES if any(o.shape == s for o in scene.objects) == there])
     if rng.random() < 0.5:
         return _ask("yes/no", rng, phrasing, x=thing), "yes" if there else "no", "yes/no", None
     answer = f"no, there is a {thing}" if there else f"yes, there is no {thing}"
@@ -132,6 +183,9 @@ def _overview(scene, rng, phrasing):
 
 
 _MAKERS = (_about_object, _about_object, _relation, _presence, _absent)
+_TRAINING_MAKERS = (_about_object, _about_object, _relation, _relation, _presence, _absent)
+TURNS = (2, 4)  # turns per conversation, fewest and most, evaluation splits
+TRAINING_TURNS = (3, 5)  # training: most fit the context of 72 word positions
 
 
 def _follow_up(scene, index, asked, rng, phrasing):
@@ -142,7 +196,8 @@ def _follow_up(scene, index, asked, rng, phrasing):
 
 def scene_conversation(scene, rng, phrasing="train", turns=3):
     """((question, answer), ...) and their intents: an overview first (describe or count), then questions of the
-    other intents, each object question followed by a follow-up about the same object half the time."""
+    other intents, each object question followed by a follow-up about the same object half the time. `phrasing`:
+    "train" or "heldout" templates, or "training" (the training split's richer draw, see the module's doc)."""
     made = [_overview(scene, rng, phrasing)]
     for _ in range(20 * turns):  # a repeated or impossible question is drawn again
         if len(made) == turns:
@@ -151,15 +206,17 @@ def scene_conversation(scene, rng, phrasing="train", turns=3):
         if last[3] is not None and last[2] != "follow-up" and rng.random() < 0.5:
             made.append(_follow_up(scene, last[3], last[2], rng, phrasing))
             continue
-        turn = _pick(rng, _MAKERS)(scene, rng, phrasing)
+        turn = _pick(rng, _TRAINING_MAKERS if phrasing == "training" else _MAKERS)(scene, rng, phrasing)
         if turn is not None and turn[0] not in [m[0] for m in made]:
             made.append(turn)
     return tuple((q, a) for q, a, _, _ in made), tuple(intent for _, _, intent, _ in made)
 
 
-def easy_vqa_conversation(questions, answers, rng, turns=3):
-    """Up to `turns` of an easy-VQA image's own questions as one conversation, intents from the answers."""
-    order = rng.permutation(len(questions))[:turns]
+def easy_vqa_conversation(questions, answers, rng, turns=3, weights=None):
+    """Up to `turns` of an easy-VQA image's own questions as one conversation, intents from the answers; with
+    `weights` (one per question), drawn in proportion to them."""
+    p = None if weights is None else np.asarray(weights, float) / np.sum(weights)
+    order = rng.choice(len(questions), size=min(turns, len(questions)), replace=False, p=p)
     pairs = tuple((questions[i], answers[i]) for i in order)
     return pairs, tuple(easy_vqa.question_type(a) for _, a in pairs)
 
@@ -174,7 +231,7 @@ def normalise_answer(text):
 # about test scenes with the held-out phrasings; "easy_vqa_test" is the official easy-VQA test split, one
 # question per conversation (easy-VQA splits take every image, so they have no count). "captions" is one "describe"
 # turn per training scene: the data of the assistant's alignment stage.
-SPLITS = {"train": ("shapes", "train", "train", 6000), "validation": ("shapes", "validation", "train", 300),
+SPLITS = {"train": ("shapes", "train", "training", 6000), "validation": ("shapes", "validation", "train", 300),
           "test": ("shapes", "test", "train", 600), "phrasing": ("shapes", "test", "heldout", 600),
           "captions": ("shapes", "train", "train", 3000),
           "easy_vqa_train": ("easy_vqa", "train", "train", None), "easy_vqa_test": ("easy_vqa", "test", "train", None)}
@@ -192,23 +249,41 @@ def _shapes_conversations(folder, split, count, seed, image_size):
         if split == "captions":
             turns, intents = ((_ask("describe", rng, phrasing), _listing(scene.objects)),), ("describe",)
         else:
-            turns, intents = scene_conversation(scene, rng, phrasing, turns=int(rng.integers(2, 5)))
+            fewest, most = TRAINING_TURNS if phrasing == "training" else TURNS
+            turns, intents = scene_conversation(scene, rng, phrasing, turns=int(rng.integers(fewest, most + 1)))
         made.append(Conversation(f"{split}-{index}", path, turns, intents, labels))
     return made
 
 
+EASY_VQA_TRAINING_TURNS = 4
+
+
+def _answer_balancing_weights(groups):
+    """A weight per question of every image: N(kind) / (N(kind, answer) · answers of the kind), so each kind of
+    question (`easy_vqa.question_kind`) keeps its share while its answers become equally likely. easy-VQA asks
+    "is there a red shape?" of images whose shape is red 12 % of the time; drawn as they come, a model learns to
+    answer no without looking."""
+    classes = [[(easy_vqa.question_kind(q), a) for q, a in zip(g["questions"], g["answers"])] for g in groups]
+    counts = Counter(c for image in classes for c in image)
+    kinds = Counter(kind for kind, _ in counts.elements())
+    answers = Counter(kind for kind, _ in counts)
+    return [[kinds[kind] / (counts[(kind, a)] * answers[kind]) for kind, a in image] for image in classes]
+
+
 def _easy_vqa_conversations(folder, split, seed):
     """Official easy-VQA images (copied, so the folder stands alone): training images as conversations of up to
-    three of their questions, with label maps; test images one question per conversation (every official test
-    question is scored)."""
+    `EASY_VQA_TRAINING_TURNS` of their questions drawn with answer-balancing weights, with label maps; test
+    images one question per conversation (every official test question is scored)."""
     groups, _ = easy_vqa.read_directory(easy_vqa.package_directory(SPLITS[split][1]))
     rng = np.random.default_rng([seed, list(SPLITS).index(split)])
+    weights = _answer_balancing_weights(groups) if split == "easy_vqa_train" else None
     made = []
-    for group in groups:
+    for number, group in enumerate(groups):
         image = folder / "images" / split / f"{group['image_id']}.png"
         shutil.copyfile(group["image_path"], image)
         if split == "easy_vqa_train":
-            turns, intents = easy_vqa_conversation(group["questions"], group["answers"], rng)
+            turns, intents = easy_vqa_conversation(group["questions"], group["answers"], rng, EASY_VQA_TRAINING_TURNS,
+                                                   weights[number])
             with Image.open(image) as opened:
                 pixels = np.asarray(opened.convert("RGB"))
             colour, shape = easy_vqa.scene_from_questions(group["questions"], group["answers"])
