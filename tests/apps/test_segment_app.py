@@ -128,6 +128,8 @@ def test_predict_plots_and_bad_input_is_one_line(trained, user_folder, tmp_path,
     ("model.word_attention_levels=6", "model.word_attention_levels 6: give 1 to 5 for film (the U-Net's levels"),
     ("model.shape_weight=0.5 data.source=easy_vqa", "model.shape_weight 0.5: only the built-in data"),
     ("model.colour_weight=0.5 data.source=easy_vqa", "model.colour_weight 0.5: only the built-in data"),
+    ("model.attribute_maps=true model.colour_weight=0", "model.attribute_maps needs the shape and colour targets"),
+    ("model.attribute_maps=true data.source=easy_vqa", "model.attribute_maps needs the shape and colour targets"),
 ])
 def test_settings_it_cannot_honour_are_refused(setting, message, capsys):
     assert run_cli("train", *(a for s in setting.split() for a in ("--set", s))) == 2

@@ -107,6 +107,42 @@ def test_bottleneck_transformer_runs_on_the_flattened_map_with_its_positions():
     assert "bottleneck_map" not in [layer.name for layer in plain.backbone.layers]  # off unless asked
 
 
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_attribute_maps_feed_each_decoder_level_both_heads_probabilities_without_their_gradient(tmp_path):
+    """`attribute_maps`: the colour head reads the full-resolution first level; each decoder level's features are
+    joined by the shape probabilities (bilinearly upsampled from the first decoder level) and the colour ones
+    (averaged down), both NumPy's softmax of the heads' logits (times a per-channel scale, 1 at the start); the
+    mask's loss does not reach the heads."""
+    plain = tiny_tasks.segmenter("film")
+    backbone = ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16, 32), num_heads=2,
+                                          shape_classes=3, colour_classes=4, attribute_maps=True)
+    names = ["shape_logits", "colour_logits", "decode1_act1", "attributes1", "decode0_act1", "attributes0"]
+    parts = keras.Model(backbone.input, [backbone.get_layer(name).output for name in names])
+    inputs = _inputs(plain, 2)
+    shape, colour, features1, joined1, features0, joined0 = (np.asarray(t, np.float64) for t in parts(inputs))
+    assert shape.shape == (2, IMAGE_SIZE // 2, IMAGE_SIZE // 2, 3) and colour.shape == (2, IMAGE_SIZE, IMAGE_SIZE, 4)
+    colour_pooled = _softmax(colour).reshape(2, IMAGE_SIZE // 2, 2, IMAGE_SIZE // 2, 2, 4).mean(axis=(2, 4))
+    np.testing.assert_allclose(joined1, np.concatenate([features1, _softmax(shape), colour_pooled], -1), atol=1e-5)
+    shape_up = np.stack([_bilinear_upsample(_softmax(shape)[..., k], 2) for k in range(3)], -1)
+    np.testing.assert_allclose(joined0, np.concatenate([features0, shape_up, _softmax(colour)], -1), atol=1e-5)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(backbone(inputs)["logits"])
+    gradients = dict(zip([v.path for v in backbone.trainable_variables], tape.gradient(total, backbone.trainable_variables)))
+    assert gradients["shape_logits/kernel"] is None and gradients["colour_logits/kernel"] is None
+    assert np.any(gradients["logits/kernel"]) and np.any(gradients["down0_conv0/kernel"])
+    assert ReferringSegmenterBackbone.from_config(backbone.get_config()).attribute_maps
+    backbone.save(tmp_path / "backbone.keras")  # the detached softmax is a registered layer: it loads back
+    loaded = keras.saving.load_model(tmp_path / "backbone.keras")
+    np.testing.assert_allclose(loaded(inputs)["logits"], backbone(inputs)["logits"], atol=1e-6)
+    with pytest.raises(ValueError, match="attribute_maps needs shape_classes, colour_classes"):
+        ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16), shape_classes=3,
+                                   attribute_maps=True)
+
+
 def test_loss_is_cross_entropy_plus_dice_plus_presence_against_numpy():
     task = tiny_tasks.segmenter("film")
     task.presence_weight, task.threshold = 0.7, 0.6

@@ -56,6 +56,10 @@ class SegmentModelConfig:
     # Transformer encoder blocks over the bottleneck positions after the text (see the backbone): relations compare
     # where two objects are (one block: relation mIoU 0.95 → 0.97 in a run that learnt them either way, 4 % slower)
     bottleneck_layers: int = at_least(0, 1)
+    # The colour head on the full-resolution first level (it sees colour, not shape) and both heads' class maps
+    # beside every decoder level's features, so the words select a colour and a shape apart: held-out
+    # combinations 0.608 → 0.821 in the run that generalised worst (BENCHMARKS.md notes); needs both targets
+    attribute_maps: bool = False
     # + this × the cross-entropy of the first decoder level's per-position shape classes against the shape under
     # each pixel (the built-in data has it): the features learn what each object is before the words select by
     # it; -1 = 1.0 on the built-in data, 0 elsewhere
@@ -86,6 +90,11 @@ class SegmentModelConfig:
                                 f"has the {attribute} under each pixel, not {root.data.source!r}; give 0 or -1")
             if weight > 0 and len(self.filters) < 2:
                 raise TfmmError(f"model.{attribute}_weight {weight} needs a decoder: model.filters {self.filters} has one level")
+        weights = self.class_map_weights(root.data)
+        if self.attribute_maps and not (weights["shape"] and weights["colour"] and len(self.filters) > 1):
+            raise TfmmError(f"model.attribute_maps needs the shape and colour targets (model.shape_weight "
+                            f"{weights['shape']}, model.colour_weight {weights['colour']} for data.source "
+                            f"{root.data.source!r}) and a decoder (model.filters {self.filters})")
         levels = len(self.filters)
         if self.word_attention_levels > levels or (self.word_attention_levels == 0 and self.conditioning == "cross_attention"):
             raise TfmmError(f"model.word_attention_levels {self.word_attention_levels}: give 1 to {levels} for "
@@ -134,7 +143,8 @@ class Segment(App):
         backbone = ReferringSegmenterBackbone(text_encoder, config.data.image_size, m.filters, m.conditioning,
                                               m.num_heads, m.attention_levels(), m.coarse_logits,
                                               SHAPE_CLASSES if weights["shape"] else 0,
-                                              COLOUR_CLASSES if weights["colour"] else 0, m.bottleneck_layers)
+                                              COLOUR_CLASSES if weights["colour"] else 0, m.bottleneck_layers,
+                                              m.attribute_maps)
         return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, presence_weight=m.presence_weight,
                                   threshold=m.threshold, shape_weight=weights["shape"], colour_weight=weights["colour"])
 
