@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -210,9 +211,13 @@ def _open_tab(browser, url, name):
 
 
 def _upload(browser, element_id, path):
-    field = browser.find_element(By.CSS_SELECTOR, f"#{element_id} input[type=file]")
-    field.send_keys(str(path))
-    WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.CSS_SELECTOR, f"#{element_id} img"))
+    """Uploads `path` and waits for its preview: an image whose source is new, so a preview left by an earlier
+    upload (a rejected file's, say) is not taken for this one's (under load the click came before the upload)."""
+    previews = f"#{element_id} img"
+    before = {e.get_attribute("src") for e in browser.find_elements(By.CSS_SELECTOR, previews)}
+    browser.find_element(By.CSS_SELECTOR, f"#{element_id} input[type=file]").send_keys(str(path))
+    WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda b: any(e.get_attribute("src") not in before for e in b.find_elements(By.CSS_SELECTOR, previews)))
 
 
 def _type(browser, element_id, text):

@@ -11,8 +11,8 @@ The training split is drawn richer than the evaluation splits (which stay as ver
 compare across versions): longer conversations, every attribute of a named object asked equally often, twice
 the relations, `extra` phrasings, presence questions that answer yes half the time and name one attribute ("is
 there a red shape?") or a combination the scene has only apart ("a red star" beside a red circle and a blue
-star), and easy-VQA questions picked so each kind of question is answered yes as often as no. Measured in one run
-each (BENCHMARKS.md): the longer, balanced conversations alone took test exact match 0.826 → 0.893.
+star), and easy-VQA questions picked so each kind of question is answered yes as often as no. Measured
+(BENCHMARKS.md, assistant): test exact match 0.826 → 0.912 in one run each, 0.878 in the bench's run.
 """
 
 import shutil
@@ -141,7 +141,11 @@ def _presence(scene, rng, phrasing):
     else:
         colour, shape = _pick(rng, COLOURS), _pick(rng, SHAPES)
     there = any((o.colour, o.shape) == (colour, shape) for o in scene.objects)
-    thing = f"{colour} {shape}"
+    return _is_there(f"{colour} {shape}", there, rng, phrasing)
+
+
+def _is_there(thing, there, rng, phrasing):
+    """A yes/no turn about `thing`, asked plainly or negated half the time each."""
     if rng.random() < 0.5:
         return _ask("yes/no", rng, phrasing, x=thing), "yes" if there else "no", "yes/no", None
     answer = f"no, there is a {thing}" if there else f"yes, there is no {thing}"
@@ -163,10 +167,7 @@ def _balanced_presence(scene, rng, phrasing):
         thing = f"{_pick(rng, [c for c in COLOURS if any(o.colour == c for o in scene.objects) == there])} shape"
     else:
         thing = _pick(rng, [s for s in SHAPES if any(o.shape == s for o in scene.objects) == there])
-    if rng.random() < 0.5:
-        return _ask("yes/no", rng, phrasing, x=thing), "yes" if there else "no", "yes/no", None
-    answer = f"no, there is a {thing}" if there else f"yes, there is no {thing}"
-    return _ask("negated", rng, phrasing, x=thing), answer, "yes/no", None
+    return _is_there(thing, there, rng, phrasing)
 
 
 def _absent(scene, rng, phrasing):
@@ -227,7 +228,8 @@ def normalise_answer(text):
     return " ".join(kept.split())
 
 
-# Built-in splits: {name: (image source, its split, phrasing, shapes conversations by default)}. "phrasing" asks
+# Built-in splits: {name: (image source, its split, phrasing — "training" is the training split's draw —, shapes
+# conversations by default)}. "phrasing" asks
 # about test scenes with the held-out phrasings; "easy_vqa_test" is the official easy-VQA test split, one
 # question per conversation (easy-VQA splits take every image, so they have no count). "captions" is one "describe"
 # turn per training scene: the data of the assistant's alignment stage.
