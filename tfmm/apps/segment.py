@@ -58,7 +58,7 @@ class SegmentModelConfig:
     bottleneck_layers: int = at_least(0, 1)
     # The colour head on the full-resolution first level (it sees colour, not shape) and both heads' class maps
     # beside every decoder level's features, so the words select a colour and a shape apart: held-out
-    # combinations 0.608 → 0.821 in the run that generalised worst (BENCHMARKS.md notes); needs both targets
+    # combinations 0.608 → 0.821 and 0.961 → 0.920 in two seeds (BENCHMARKS.md notes); needs both targets
     attribute_maps: bool = False
     # + this × the cross-entropy of the first decoder level's per-position shape classes against the shape under
     # each pixel (the built-in data has it): the features learn what each object is before the words select by
