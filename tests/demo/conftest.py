@@ -10,9 +10,14 @@ APPS = ("retrieval", "vqa", "caption", "classify", "generate")
 
 
 def export_tiny_models(base_dir):
-    """Each app's SavedModel signatures (the apps' own `build_archive`) on a tiny untrained task."""
+    """Each app's SavedModel signatures (the apps' own `build_archive`) on a tiny untrained task. Seeded: what an
+    untrained model says depends on its weights (one draw captioned the page test's image with no words at all)."""
+    import keras
+
     from tfmm.export import captioner, classifier, contrastive, generator, vqa
     from tfmm.testing import tiny_tasks
+
+    keras.utils.set_random_seed(0)
 
     builders = {
         "retrieval": lambda: contrastive.build_archive(tiny_tasks.retriever()),
