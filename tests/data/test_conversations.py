@@ -221,6 +221,22 @@ def test_dataset_pads_turns_and_reads_the_image_bytes(folder):
         conversation_dataset([])
 
 
+def test_training_asks_both_sides_of_one_object_in_a_row():
+    """Training's relation pairs: the same object, the other side, the next turn (the answers are checked by the
+    oracle test above); the evaluation splits ask one side at a time."""
+    def pairs(phrasing):
+        rng, found = np.random.default_rng(1), 0
+        for _ in range(300):
+            turns, intents = scene_conversation(sample_scene(rng, 32, "train"), rng, phrasing, turns=5)
+            for (first, _), (second, _), a, b in zip(turns, turns[1:], intents, intents[1:]):
+                if a == b == "relation":
+                    sides = [re.search(r"(left|right) of the ([a-z ]+)", q).groups() for q in (first, second)]
+                    found += sides[0][0] != sides[1][0] and sides[0][1] == sides[1][1]
+        return found
+
+    assert pairs("training") > 60 and pairs("train") < 15  # 98 and 5 when written
+
+
 def test_training_presence_questions_answer_yes_and_no_and_need_both_words_of_a_pair():
     from tfmm.data.instructions import _balanced_presence
     from tfmm.data.shapes import Scene, ShapeObject

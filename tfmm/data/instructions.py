@@ -9,10 +9,11 @@ form per fact, so exact match (lower-cased, punctuation stripped) is a fair scor
 
 The training split is drawn richer than the evaluation splits (which stay as version 3 drew them, so scores
 compare across versions): longer conversations, every attribute of a named object asked equally often, twice
-the relations, `extra` phrasings, presence questions that answer yes half the time and name one attribute ("is
-there a red shape?") or a combination the scene has only apart ("a red star" beside a red circle and a blue
-star), and easy-VQA questions picked so each kind of question is answered yes as often as no. Measured
-(BENCHMARKS.md, assistant): test exact match 0.826 → 0.912 in one run each, 0.878 in the bench's run.
+the relations — half of them followed by the other side of the same object, so only the side word tells the two
+answers apart —, `extra` phrasings, twice the presence questions, which answer yes half the time and name one
+attribute ("is there a red shape?") or a combination the scene has only apart ("a red star" beside a red circle
+and a blue star), and easy-VQA questions picked so each kind of question is answered yes as often as no. What each
+change measured: BENCHMARKS.md, assistant.
 """
 
 import shutil
@@ -31,7 +32,7 @@ from tfmm.data.shapes import SPLITS as SHAPE_SPLITS
 from tfmm.errors import TfmmError
 
 NUMBERS = ("none", "one", "two", "three", "four")
-INSTRUCTION_SET_VERSION = 4  # part of the written set's folder name: bump it when what the set says changes
+INSTRUCTION_SET_VERSION = 5  # part of the written set's folder name: bump it when what the set says changes
 
 # {intent: {"train" | "extra" | "heldout": question templates}}. Many training phrasings, so the model learns to
 # find the intent and the object in any sentence; the held-out ones are new sentences whose words training uses
@@ -122,14 +123,23 @@ def _about_object(scene, rng, phrasing):
 
 
 def _relation(scene, rng, phrasing):
+    """What is left or right of a named object; training asks the other side of the same object next half the
+    time, so the side word is what tells the two answers apart (one side is often "nothing")."""
     index = int(rng.integers(len(scene.objects)))
     phrases = unique_phrases(scene, scene.objects[index])
     if not phrases:
         return None
     side = _pick(rng, ("left of", "right of"))
-    others = scene.objects[:index] if side == "left of" else scene.objects[index + 1:]
-    answer = _listing(others) if others else "nothing"
-    return _ask("relation", rng, phrasing, side=side, x=_pick(rng, phrases)), answer, "relation", None
+    thing = _pick(rng, phrases)
+
+    def ask(side):
+        others = scene.objects[:index] if side == "left of" else scene.objects[index + 1:]
+        answer = _listing(others) if others else "nothing"
+        return _ask("relation", rng, phrasing, side=side, x=thing), answer, "relation", None
+
+    if phrasing == "training" and rng.random() < 0.5:
+        return [ask(side), ask("right of" if side == "left of" else "left of")]
+    return ask(side)
 
 
 def _presence(scene, rng, phrasing):
@@ -184,7 +194,7 @@ def _overview(scene, rng, phrasing):
 
 
 _MAKERS = (_about_object, _about_object, _relation, _presence, _absent)
-_TRAINING_MAKERS = (_about_object, _about_object, _relation, _relation, _presence, _absent)
+_TRAINING_MAKERS = (_about_object, _about_object, _relation, _relation, _presence, _presence, _absent)
 TURNS = (2, 4)  # turns per conversation, fewest and most, evaluation splits
 TRAINING_TURNS = (3, 5)  # training: most fit the context of 72 word positions
 
@@ -207,9 +217,10 @@ def scene_conversation(scene, rng, phrasing="train", turns=3):
         if last[3] is not None and last[2] != "follow-up" and rng.random() < 0.5:
             made.append(_follow_up(scene, last[3], last[2], rng, phrasing))
             continue
-        turn = _pick(rng, _TRAINING_MAKERS if phrasing == "training" else _MAKERS)(scene, rng, phrasing)
-        if turn is not None and turn[0] not in [m[0] for m in made]:
-            made.append(turn)
+        drawn = _pick(rng, _TRAINING_MAKERS if phrasing == "training" else _MAKERS)(scene, rng, phrasing)
+        drawn = [drawn] if isinstance(drawn, tuple) else drawn or []  # a maker may give a pair of turns
+        if drawn and not {q for q, *_ in drawn} & {q for q, *_ in made}:
+            made.extend(drawn[:turns - len(made)])
     return tuple((q, a) for q, a, _, _ in made), tuple(intent for _, _, intent, _ in made)
 
 
