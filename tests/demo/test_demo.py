@@ -227,6 +227,7 @@ def _value(browser, element_id):
 
 
 def _toasts(browser):
+    """The texts of the messages (Gradio's toasts) on the page."""
     return [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".toast-body, [data-testid='toast-body']") if e.text.strip()]
 
 
@@ -270,8 +271,7 @@ def test_a_file_that_is_not_an_image_gets_a_message(browser, page_url, demo_exam
     bogus.write_text("this is a text file")
     browser.find_element(By.CSS_SELECTOR, "#caption-image input[type=file]").send_keys(str(bogus))
     browser.find_element(By.ID, "caption-run").click()
-    message = wait.until(lambda b: next((e.text for e in b.find_elements(By.CSS_SELECTOR, ".toast-body, [data-testid='toast-body']")
-                                         if e.text.strip()), None))
+    message = wait.until(lambda b: next(iter(_toasts(b)), None))
     assert "holiday.png is not an image the demo can read" in message, message
     assert "Traceback" not in browser.page_source and "/tmp/" not in message
     browser.save_screenshot(str(shots / "bad-upload.png"))

@@ -240,10 +240,9 @@ def normalise_answer(text):
 
 
 # Built-in splits: {name: (image source, its split, phrasing — "training" is the training split's draw —, shapes
-# conversations by default)}. "phrasing" asks
-# about test scenes with the held-out phrasings; "easy_vqa_test" is the official easy-VQA test split, one
-# question per conversation (easy-VQA splits take every image, so they have no count). "captions" is one "describe"
-# turn per training scene: the data of the assistant's alignment stage.
+# conversations by default)}. "phrasing" asks about test scenes with the held-out phrasings; "easy_vqa_test" is the
+# official easy-VQA test split, one question per conversation (easy-VQA splits take every image, so they have no
+# count). "captions" is one "describe" turn per training scene: the data of the assistant's alignment stage.
 SPLITS = {"train": ("shapes", "train", "training", 6000), "validation": ("shapes", "validation", "train", 300),
           "test": ("shapes", "test", "train", 600), "phrasing": ("shapes", "test", "heldout", 600),
           "captions": ("shapes", "train", "train", 3000),
