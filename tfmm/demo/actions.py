@@ -13,6 +13,8 @@ from tfmm.errors import TfmmError
 from tfmm.retrieval import EmbeddingIndex
 from tfmm.visualization import attention_overlay
 
+NO_WORDS = "(the model wrote no words for this image)"  # the caption box is never left blank after a request
+
 
 def decode_image(data):
     """Encoded image bytes (an upload, a PNG the model returned) → uint8 (H, W, 3)."""
@@ -86,7 +88,7 @@ class Actions:
         pixels = decode_image(image)
         strip = [(attention_overlay(pixels, weights, size=128), _text(word))
                  for word, weights in zip(out["words"][0], out["attention"][0]) if _text(word)]
-        return _text(out["caption"][0]), strip
+        return _text(out["caption"][0]) or NO_WORDS, strip
 
     # ----------------------------------------------------------------------------------------- classify
 
