@@ -201,6 +201,7 @@ def test_chat_and_predict_on_the_command_line(trained, monkeypatch, capsys, tmp_
     ("model.max_reply_length=80", "model.max_reply_length 80 leaves no room"),
     ("model.language_model.preset=somewhere", "the TFLite loop tokenizes with WordPiece"),
     ("align_train.output_dir=elsewhere", "stage 1 writes its run inside stage 2's"),
+    ("model.merge_regions=3", "model.merge_regions 3 must divide the side of the image encoder's square grid"),
 ])
 def test_settings_it_cannot_honour_are_refused(setting, message, capsys):
     assert run_cli("train", "--set", setting) == 2

@@ -36,6 +36,14 @@ def test_image_encoders(name):
     assert_keras_round_trip(encoder, IMAGES, atol=1e-5)
 
 
+def test_a_final_stride_of_one_keeps_the_grid_twice_as_fine():
+    halved, kept = image("cnn", size="small"), image("cnn", size="small", final_stride=1)
+    assert halved(IMAGES)["sequence_output"].shape == (2, 4, 256)  # 32 px / 2⁴
+    assert kept(IMAGES)["sequence_output"].shape == (2, 16, 256)
+    assert kept.count_params() == halved.count_params()  # the same layers, one stride fewer
+    assert_keras_round_trip(kept, IMAGES, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", TEXT_ENCODERS.names())
 def test_text_encoders_ignore_padding(name):
     encoder = text(name, 20, 8)

@@ -161,3 +161,29 @@ def test_the_region_target_adds_the_cross_entropy_of_each_regions_pixel_shares_a
     assert with_regions == pytest.approx(without + 0.4 * expected.mean(), rel=1e-4)
     with pytest.raises(TfmmError, match="region_weight 0.4 needs a backbone with region_classes"):
         tiny_tasks.assistant(region_weight=0.4)
+
+
+def test_merged_regions_put_each_block_of_neighbours_side_by_side_in_one_token():
+    """merge_regions 2 on an 8×8 grid: 16 tokens, token (i, j) the features of regions (2i..2i+1, 2j..2j+1) in
+    row-major order (NumPy's reshape of the grid), and the config round-trips."""
+    import keras_hub
+
+    from tfmm.encoders.cnn_image_encoder import CNNImageEncoder
+    from tfmm.models.visual_assistant_backbone import VisualAssistantBackbone
+
+    encoder = CNNImageEncoder(32, filters=[8, 16, 24], final_stride=1, normalization="batch")
+    language_model = keras_hub.models.GPT2Backbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
+                                                   intermediate_dim=32, max_sequence_length=64)
+    backbone = VisualAssistantBackbone(encoder, language_model, merge_regions=2)
+    assert backbone.num_image_tokens == 16
+    images = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    grid = encoder(images)["sequence_output"].numpy().reshape(2, 8, 8, 24)
+    merged = keras.Sequential(backbone.projector.layers[:3])(encoder(images)["sequence_output"]).numpy()
+    for i, j in [(0, 0), (1, 2), (3, 3)]:
+        expected = np.concatenate([grid[:, 2 * i + a, 2 * j + b] for a in (0, 1) for b in (0, 1)], axis=-1)
+        np.testing.assert_array_equal(merged[:, 4 * i + j], expected)
+    again = VisualAssistantBackbone.from_config(backbone.get_config())
+    again.set_weights(backbone.get_weights())
+    np.testing.assert_allclose(again.image_tokens(images), backbone.image_tokens(images), atol=1e-6)
+    with pytest.raises(ValueError, match="merge_regions 3 needs a square grid"):
+        VisualAssistantBackbone(encoder, language_model, merge_regions=3)

@@ -114,9 +114,11 @@ class Assistant(App):
         if lm.preset:
             language_model = language_model_preset(lm.preset, lm.family)
         else:
-            language_model = build_language_model(lm, preprocessor.vocabulary_size, regions + m.sequence_length)
+            language_model = build_language_model(lm, preprocessor.vocabulary_size,
+                                                  regions // m.merge_regions ** 2 + m.sequence_length)
         region_weight = m.region_loss_weight(config.data)
-        backbone = VisualAssistantBackbone(image_encoder, language_model, REGION_CLASSES if region_weight else ())
+        backbone = VisualAssistantBackbone(image_encoder, language_model, REGION_CLASSES if region_weight else (),
+                                           merge_regions=m.merge_regions)
         task = VisualAssistant(backbone, preprocessor, max_reply_length=m.max_reply_length,
                                region_weight=region_weight, name="assistant")
         if stage == "alignment":  # LLaVA's stage 1: pretrained parts stay as they are, the projector learns

@@ -1,6 +1,7 @@
 """The assistant app's config: data, the model (image encoder, projector, language model), the two trainings."""
 
 import dataclasses
+import math
 
 from tfmm.config import (
     DataConfig,
@@ -14,7 +15,7 @@ from tfmm.config import (
     positive,
     variant,
 )
-from tfmm.encoders import IMAGE_ENCODERS
+from tfmm.encoders import IMAGE_ENCODERS, build_image_encoder
 from tfmm.errors import TfmmError
 
 FAMILIES = ("gpt2", "gemma")
@@ -60,6 +61,9 @@ class AssistantModelConfig:
     # training conversation then needs one): the image encoder learns what each region shows, which answers alone
     # hardly taught it; -1 = 1.0 on the built-in set, 0 elsewhere
     region_weight: float = at_least(-1, -1)
+    # One image token per m×m block of the image encoder's regions, their features side by side: a finer grid
+    # (e.g. model.image_encoder.final_stride = 1) for the same number of image tokens; 1 = a token per region
+    merge_regions: int = positive(1)
 
     def validate(self, root):
         lm, defaults = self.language_model, LanguageModelOptions()
@@ -79,6 +83,13 @@ class AssistantModelConfig:
         if lm.hidden_dim % lm.num_heads:
             raise TfmmError(f"model.language_model.hidden_dim {lm.hidden_dim} is not divisible by num_heads "
                             f"{lm.num_heads}")
+        if self.merge_regions > 1:
+            regions = build_image_encoder(self.image_encoder, root.data.image_size).output["sequence_output"].shape[1]
+            grid = math.isqrt(regions)
+            if grid * grid != regions or grid % self.merge_regions:
+                raise TfmmError(f"model.merge_regions {self.merge_regions} must divide the side of the image "
+                                f"encoder's square grid of regions ({regions} regions at data.image_size "
+                                f"{root.data.image_size})")
         if self.max_reply_length >= self.sequence_length:
             raise TfmmError(f"model.max_reply_length {self.max_reply_length} leaves no room for the question in "
                             f"model.sequence_length {self.sequence_length}")

@@ -12,7 +12,8 @@ SIZES = {
 
 @keras.saving.register_keras_serializable(package="tfmm")
 class CNNImageEncoder(keras_hub.models.Backbone):
-    """A small convolutional image encoder: stages of (strided conv, group norm, GELU).
+    """A small convolutional image encoder: stages of (strided conv, group norm, GELU). `final_stride` 1 keeps
+    the last stage at the resolution of the one before: a grid of regions twice as fine, each seeing as much.
 
     Group norm rather than batch norm: a contrastive loss lets batch norm lean on
     batch statistics, and such a model then fails in inference mode (measured: val
@@ -22,15 +23,19 @@ class CNNImageEncoder(keras_hub.models.Backbone):
     as a grid of region vectors, row-major) and `pooled_output` (their mean).
     """
 
-    def __init__(self, image_size, filters=(32, 64, 128, 256), convs_per_stage=1, normalization="group", dtype=None, **kwargs):
+    def __init__(self, image_size, filters=(32, 64, 128, 256), convs_per_stage=1, normalization="group", final_stride=2,
+                 dtype=None, **kwargs):
         if normalization not in ("group", "batch"):
             raise ValueError(f"normalization must be 'group' or 'batch', got {normalization!r}")
+        if final_stride not in (1, 2):
+            raise ValueError(f"final_stride must be 1 or 2, got {final_stride!r}")
         images = keras.Input((image_size, image_size, 3), name="images")
         x = keras.layers.Rescaling(2.0, offset=-1.0, dtype=dtype, name="rescale")(images)
         for stage, width in enumerate(filters):
             for conv in range(convs_per_stage):
+                stride = (final_stride if stage == len(filters) - 1 else 2) if conv == 0 else 1
                 x = keras.layers.Conv2D(
-                    width, 3, strides=2 if conv == 0 else 1, padding="same", use_bias=False,
+                    width, 3, strides=stride, padding="same", use_bias=False,
                     dtype=dtype, name=f"stage{stage}_conv{conv}",
                 )(x)
                 if normalization == "group":
@@ -46,10 +51,11 @@ class CNNImageEncoder(keras_hub.models.Backbone):
         self.filters = list(filters)
         self.convs_per_stage = convs_per_stage
         self.normalization = normalization
+        self.final_stride = final_stride
         self.output_dim = filters[-1]
 
     def get_config(self):
         config = super().get_config()
         config.update(image_size=self.image_size, filters=self.filters, convs_per_stage=self.convs_per_stage,
-                      normalization=self.normalization)
+                      normalization=self.normalization, final_stride=self.final_stride)
         return config
