@@ -24,7 +24,7 @@ from tfmm.data.sources import hash_split
 from tfmm.errors import TfmmError
 
 # Shapes conversations per split for each `data.shapes_config` (the easy-VQA splits are always whole).
-BUILT_IN_SIZES = {"default": {"train": 6000, "validation": 300, "test": 600, "phrasing": 600, "captions": 3000},
+BUILT_IN_SIZES = {"default": {"train": 12000, "validation": 300, "test": 600, "phrasing": 600, "captions": 3000},
                   "small": {"train": 1500, "validation": 100, "test": 200, "phrasing": 200, "captions": 800},
                   "tiny": {"train": 96, "validation": 16, "test": 24, "phrasing": 24, "captions": 48}}
 BUILT_IN_SPLITS = ("train", "validation", "test", "phrasing", "captions", "easy_vqa_train", "easy_vqa_test")

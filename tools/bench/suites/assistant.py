@@ -12,7 +12,7 @@ from tfmm.apps.assistant import Assistant
 from tfmm.apps.vqa import VQA
 from tfmm.data import DataChecks, easy_vqa
 from tfmm.data.question_groups import directory_groups
-from tfmm.evaluation.conversation import reference_prompts
+from tfmm.evaluation.conversation import evaluate_conversations, reference_prompts
 from tools.bench.harness import SMOKE_SHAPES, app_config, scratch, timed
 
 SMOKE = [*(s for s in SMOKE_SHAPES if not s.startswith("train.")), "data.easy_vqa=false", "data.image_size=32",
@@ -21,6 +21,7 @@ SMOKE = [*(s for s in SMOKE_SHAPES if not s.startswith("train.")), "data.easy_vq
          "model.language_model.intermediate_dim=64", "model.sequence_length=48", "model.max_reply_length=12",
          "export.representative_examples=4"]
 SPLITS = (("test", "test split"), ("phrasing", "held-out phrasings"), ("easy_vqa_test", "official easy-VQA test"))
+SMOKE_CONVERSATIONS = 64  # a smoke run scores this many conversations per split (easy-VQA's test has 9,673)
 
 
 def add_arguments(parser):
@@ -73,6 +74,13 @@ def _speeds(app, task, runner, config):
     return [keras_1, keras_32, saved_1, *loops], replies_per_second
 
 
+def _score(app, task, config, split, smoke):
+    """The app's evaluation of `split`; a smoke run scores its first `SMOKE_CONVERSATIONS` conversations."""
+    if not smoke:
+        return app.evaluate(task, config, split)
+    return evaluate_conversations(task, app.conversations(config, split, DataChecks())[:SMOKE_CONVERSATIONS])
+
+
 def _on_device(folder, quantization):
     """The export's own on-device loop (the file a phone app would ship), imported from the export."""
     import importlib.util
@@ -115,7 +123,7 @@ def run(args, report):
         config, runner = app_config(app, SMOKE if args.smoke else [], folder)
         keras.backend.clear_session()
         task, seconds = timed(lambda: app.train(runner, config))
-        scores = {split: app.evaluate(task, config, split) for split, _ in SPLITS}
+        scores = {split: _score(app, task, config, split, args.smoke) for split, _ in SPLITS}
         speeds, replies_per_second = _speeds(app, task, runner, config)
         vqa = None if args.skip_vqa else _vqa_row(args, folder)
     intents = sorted({i for s in scores.values() for i in s["intents"]})
