@@ -58,6 +58,8 @@ def save_preset(task, path):
         task.save_to_preset(str(tmp))
         for folder, _, files in os.walk(tmp):
             for name in files:
+                if name.endswith(".json"):
+                    _float32_policies(Path(folder) / name)
                 with open(os.path.join(folder, name), "rb") as handle:
                     os.fsync(handle.fileno())
         if path.exists():
@@ -67,3 +69,20 @@ def save_preset(task, path):
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _float32_policies(path):
+    """Writes a mixed-precision policy in a preset's config as float32 (the variables are float32 anyway):
+    keras-hub's `from_preset` cannot read a "mixed_bfloat16" dtype back, and a loader chooses its own policy."""
+
+    def fix(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and str(node.get("config", {}).get("name", "")).startswith("mixed_"):
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {key: fix(value) for key, value in node.items()}
+        return [fix(value) for value in node] if isinstance(node, list) else node
+
+    data = json.loads(path.read_text())
+    fixed = fix(data)
+    if fixed != data:
+        path.write_text(json.dumps(fixed, indent=4))
