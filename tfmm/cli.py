@@ -75,7 +75,7 @@ def overrides(args):
     if getattr(args, "mixed_precision", False):
         values.append("train.mixed_precision=true")
     if getattr(args, "jit_compile", False):
-        values.append("train.jit_compile=true")
+        values += ["train.jit_compile=true", 'train.xla_fusion="off"']  # whole-step XLA replaces the fusion
     if getattr(args, "strict", False):
         values += ["data.strict=true", "export.parity.strict=true"]
     return values

@@ -132,13 +132,21 @@ class TrainConfig:
     # data.batch_size negatives per step.
     accumulation_steps: int = positive(1)
     mixed_precision: bool = False  # mixed_bfloat16 on CPU/TPU, mixed_float16 (loss scaling) on GPU
-    jit_compile: bool = False  # XLA
+    jit_compile: bool = False  # the whole step compiled by XLA
+    # XLA kernels for the element-wise work between matmuls (tfmm/train/xla_fusion.py): on, off, or auto (on
+    # for CPUs with AMX, where it was measured faster); "on" excludes jit_compile
+    xla_fusion: str = one_of(("off", "on", "auto"), "off")
     strategy: str = one_of(STRATEGIES, "auto")
     early_stopping_patience: int = at_least(0, 0)  # epochs without val improvement; 0 = off
     backup_every_steps: int = at_least(0, 0)  # step-level backup interval; 0 = at epoch ends
     seed: int = 0
     deterministic: bool = False  # TensorFlow op determinism: bit-reproducible runs (slower)
     output_dir: str = "runs"
+
+    def validate(self, root):
+        if self.jit_compile and self.xla_fusion == "on":
+            raise TfmmError("train.jit_compile and train.xla_fusion = \"on\" exclude each other: jit_compile compiles "
+                            "the whole step with XLA, xla_fusion only its element-wise ops; turn one of them off")
 
 
 QUANTIZATIONS = ("float32", "dynamic_int8", "int8")

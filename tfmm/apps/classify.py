@@ -76,7 +76,8 @@ class ClassifyModelConfig:
             raise TfmmError("model.loss_weights are static weights; model.loss_weighting 'uncertainty' learns them")
 
 
-ClassifyConfig = app_config("ClassifyConfig", ClassifyDataConfig, ClassifyModelConfig, TrainConfig(epochs=10, learning_rate=2e-3))
+ClassifyConfig = app_config("ClassifyConfig", ClassifyDataConfig, ClassifyModelConfig,
+                            TrainConfig(epochs=10, learning_rate=2e-3, xla_fusion="auto"))
 
 
 class Classify(App):

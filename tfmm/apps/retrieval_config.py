@@ -3,7 +3,7 @@ or a keras-hub CLIP/SigLIP preset), and zero-shot class names and prompt templat
 
 import dataclasses
 
-from tfmm.config import DataConfig, ImageAugmentConfig, TextAugmentConfig, app_config, at_least, positive, variant
+from tfmm.config import DataConfig, ImageAugmentConfig, TextAugmentConfig, TrainConfig, app_config, at_least, positive, variant
 from tfmm.encoders import IMAGE_ENCODERS, TEXT_ENCODERS
 from tfmm.errors import TfmmError
 from tfmm.losses import CONTRASTIVE_LOSSES
@@ -61,4 +61,5 @@ class ZeroShotConfig:
         check_templates(self.templates, "zero_shot.templates")
 
 
-RetrievalConfig = app_config("RetrievalConfig", RetrievalDataConfig, RetrievalModelConfig, zero_shot=ZeroShotConfig)
+RetrievalConfig = app_config("RetrievalConfig", RetrievalDataConfig, RetrievalModelConfig,
+                             TrainConfig(xla_fusion="auto"), zero_shot=ZeroShotConfig)

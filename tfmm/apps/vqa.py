@@ -60,7 +60,7 @@ class VQAModelConfig:
     vocabulary_size: int = positive(400)
 
 
-VQAConfig = app_config("VQAConfig", VQADataConfig, VQAModelConfig, TrainConfig(epochs=20, learning_rate=2e-3))
+VQAConfig = app_config("VQAConfig", VQADataConfig, VQAModelConfig, TrainConfig(epochs=20, learning_rate=2e-3, xla_fusion="auto"))
 
 
 def _to_pairs(dataset):

@@ -18,6 +18,7 @@ from tfmm.models.presets import PRESET_DIR, from_preset, save_preset
 from tfmm.train.fit import BEST_WEIGHTS, fit, make_optimizer
 from tfmm.train.precision import set_precision
 from tfmm.train.strategy import choose_strategy, is_chief
+from tfmm.train.xla_fusion import fusion_enabled, xla_fusion
 
 
 class TrainingSession:
@@ -72,11 +73,14 @@ class TrainingSession:
                           jit_compile=config.train.jit_compile)
         run_path = Path(run_path)
         chief = is_chief()
-        print(f"training {task}: {model.count_params():,} parameters, {self.policy}, "
+        fused = fusion_enabled(config.train.xla_fusion, config.train.jit_compile)
+        compiled = ", XLA" if config.train.jit_compile else ", XLA fusion" if fused else ""
+        print(f"training {task}: {model.count_params():,} parameters, {self.policy}{compiled}, "
               f"{self.strategy.num_replicas_in_sync} replica(s), {steps} steps × {config.train.epochs} epochs → {run_path}")
         started = time.time()
-        fit(model, train_stream, validation_data, config.train, run_path, steps,
-            worker_index=self.worker_index, num_workers=self.num_workers)
+        with xla_fusion(fused):
+            fit(model, train_stream, validation_data, config.train, run_path, steps,
+                worker_index=self.worker_index, num_workers=self.num_workers)
         print(f"trained in {time.time() - started:.0f} s")
         keras.mixed_precision.set_global_policy("float32")
         if not chief:

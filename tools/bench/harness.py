@@ -138,9 +138,12 @@ def timed(function):
     return result, time.time() - started
 
 
-def step_times(model, dataset, steps, warmup):
-    """Per-step seconds of `model.fit` on `dataset` after `warmup` steps (compilation excluded)."""
+def step_times(model, dataset, steps, warmup, fusion=False):
+    """Per-step seconds of `model.fit` on `dataset` after `warmup` steps (compilation excluded); `fusion`:
+    with train.xla_fusion, as the app's training session runs it."""
     import keras
+
+    from tfmm.train.xla_fusion import xla_fusion
 
     class Timer(keras.callbacks.Callback):
         def __init__(self):
@@ -154,7 +157,8 @@ def step_times(model, dataset, steps, warmup):
             self.times.append(time.perf_counter() - self.started)
 
     timer = Timer()
-    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
+    with xla_fusion(fusion):
+        model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
     return timer.times[warmup:]
 
 

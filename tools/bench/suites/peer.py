@@ -1,26 +1,39 @@
-"""peer: the same tiny CLIP trained by tfmm and by open_clip on the same random batches, in one run."""
+"""peer: the same tiny CLIP trained and run by tfmm and by open_clip in one run (same random batches), each
+training step's matmul FLOP/s as a share of this machine's matmul ceiling, and the loss curve of the
+retrieval app on shapes in each precision mode against float32."""
 
+import csv
 import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tools.bench.harness import ROOT, step_times
+from tfmm.train import set_precision
+from tools.bench.ceiling import ceiling, forward_flops, matmul_gflops
+from tools.bench.harness import ROOT, SMOKE_SHAPES, app_config, median_ms, scratch, step_times, timed
 
 VENV = ROOT / "tools" / ".venv-openclip"
 SPEC = ("ViT 64×64 patch 8, width 256, 4 layers, 4 heads; text context 32, vocabulary 2048, width 256, 4 layers, "
         "4 heads; embedding 256; AdamW; random batches")
+# name → (mixed bfloat16, XLA fusion of element-wise ops, whole-step XLA)
+MODES = {"float32": (False, False, False), "float32 + XLA fusion": (False, True, False),
+         "float32 + XLA whole step": (False, False, True), "mixed_bfloat16": (True, False, False),
+         "mixed_bfloat16 + XLA fusion": (True, True, False), "mixed_bfloat16 + XLA whole step": (True, False, True)}
+CURVE_MODES = ("float32", "float32 + XLA fusion", "mixed_bfloat16 + XLA fusion")
 
 
 def add_arguments(parser):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=20, help="timed inference calls per row")
+    parser.add_argument("--curve-epochs", type=int, default=4, help="epochs of the retrieval app per loss curve")
 
 
 def tiny_clip(width=256, layers=4, vocabulary=2048):
@@ -35,34 +48,90 @@ def tiny_clip(width=256, layers=4, vocabulary=2048):
     return ContrastiveRetriever(CLIPBackbone(ViTImageEncoder(vit), text, embedding_dim=width))  # no preprocessor: tensors in
 
 
-def random_batches(batch, vocabulary=2048):
+def random_inputs(batch, vocabulary=2048):
     rng = np.random.default_rng(0)
-    data = {"images": rng.random((batch, 64, 64, 3), dtype=np.float32),
+    return {"images": rng.random((batch, 64, 64, 3), dtype=np.float32),
             "token_ids": rng.integers(1, vocabulary, (batch, 32)).astype("int32"), "padding_mask": np.ones((batch, 32), "int32")}
-    return tf.data.Dataset.from_tensors(data).repeat()
 
 
-def tfmm_throughput(steps, warmup, batch, smoke):
-    from tfmm.train import set_precision
+@contextmanager
+def precision_mode(mixed):
+    """Build and train inside: the global dtype policy, restored afterwards."""
+    keras.backend.clear_session()
+    set_precision(mixed)
+    try:
+        yield
+    finally:
+        set_precision(False)
 
+
+def tfmm_training(steps, warmup, batch, smoke):
+    """{mode: median seconds per step}."""
     results = {}
-    for name, mixed, jit in [("float32", False, False), ("float32 + XLA", False, True),
-                             ("mixed_bfloat16", True, False), ("mixed_bfloat16 + XLA", True, True)]:
-        if smoke and jit:
+    for name, (mixed, fusion, whole_step) in MODES.items():
+        if smoke and whole_step:
             continue
-        keras.backend.clear_session()
-        set_precision(mixed)
-        try:
+        with precision_mode(mixed):
             model = tiny_clip(64, 1, 256) if smoke else tiny_clip()
-            model.compile(optimizer=keras.optimizers.AdamW(1e-4, weight_decay=0.05), jit_compile=jit)
-            results[f"tfmm {name}"] = batch / float(np.median(step_times(model, random_batches(batch, 256 if smoke else 2048),
-                                                                        steps, warmup)))
-        finally:
-            set_precision(False)
+            model.compile(optimizer=keras.optimizers.AdamW(1e-4, weight_decay=0.05), jit_compile=whole_step)
+            data = tf.data.Dataset.from_tensors(random_inputs(batch, 256 if smoke else 2048)).repeat()
+            results[f"tfmm {name}"] = float(np.median(step_times(model, data, steps, warmup, fusion)))
     return results
 
 
-def open_clip_throughput(steps, warmup, batch):
+def tfmm_inference(batches, repeats, smoke, folder):
+    """{(runtime, batch): (image embeddings/s, text embeddings/s)} for Keras (float32 and mixed bfloat16),
+    the SavedModel and the TFLite towers (one call per example, as the exported files are used)."""
+    from tfmm.export.tflite import TFLiteRunner, convert_saved_model, function_saved_model
+
+    results = {}
+    for mixed in (False, True):
+        with precision_mode(mixed):
+            model = tiny_clip(64, 1, 256) if smoke else tiny_clip()
+            towers = {"image": model.backbone.image_embedder(), "text": model.backbone.text_embedder()}
+            for batch in batches:
+                inputs = random_inputs(batch, 256 if smoke else 2048)
+                feeds = {"image": inputs["images"], "text": {k: inputs[k] for k in ("token_ids", "padding_mask")}}
+                rates = []
+                for side, tower in towers.items():
+                    call = tf.function(lambda x, tower=tower: tower(x, training=False))
+                    rates.append(batch / median_ms(lambda: call(feeds[side])["embedding"].numpy(), repeats) * 1000)
+                results[("tfmm Keras " + ("mixed_bfloat16" if mixed else "float32"), batch)] = tuple(rates)
+            if mixed:
+                continue
+            specs = {"image": [tf.TensorSpec([None, 64, 64, 3], tf.float32, name="images")],
+                     "text": [tf.TensorSpec([None, 32], tf.int32, name="token_ids"),
+                              tf.TensorSpec([None, 32], tf.int32, name="padding_mask")]}
+            one = {side: [tf.TensorSpec([1, *s.shape[1:]], s.dtype, name=s.name) for s in spec] for side, spec in specs.items()}
+            serve = {"image": lambda images: towers["image"](images, training=False),
+                     "text": lambda token_ids, padding_mask: towers["text"](
+                         {"token_ids": token_ids, "padding_mask": padding_mask}, training=False)}
+            runners = {}
+            for side, tower in towers.items():
+                for name, batch_specs in (("SavedModel", specs[side]), ("TFLite", one[side])):
+                    path = folder / f"{side}_{name}"
+                    function_saved_model(tower, serve[side], batch_specs, path)
+                    if name == "SavedModel":
+                        runners[("tfmm SavedModel float32", side)] = tf.saved_model.load(str(path)).signatures["serving_default"]
+                for quantization in ("float32", "dynamic_int8", "int8"):
+                    sample = random_inputs(8, 256 if smoke else 2048)
+                    calibration = [{"images": sample["images"][i:i + 1]} if side == "image" else
+                                   {k: sample[k][i:i + 1] for k in ("token_ids", "padding_mask")} for i in range(8)]
+                    tflite = convert_saved_model(folder / f"{side}_TFLite", quantization,
+                                                 (lambda c=calibration: iter(c)) if quantization == "int8" else None)
+                    runners[(f"tfmm TFLite {quantization}", side)] = TFLiteRunner(tflite)
+            for runtime in sorted({r for r, _ in runners}):
+                for batch in batches:
+                    inputs = random_inputs(batch, 256 if smoke else 2048)
+                    feeds = {"image": {"images": inputs["images"]},
+                             "text": {k: inputs[k] for k in ("token_ids", "padding_mask")}}
+                    results[(runtime, batch)] = tuple(batch / median_ms(lambda s=side: runners[(runtime, s)](**feeds[s]),
+                                                                        repeats if batch == 1 else max(3, repeats // 4))
+                                                      * 1000 for side in ("image", "text"))
+    return results
+
+
+def open_clip_side(steps, warmup, batch, repeats):
     """Runs the worker in its own virtual environment (torch + open_clip are never tfmm dependencies);
     None with the reason when that environment is missing."""
     python = VENV / "bin" / "python"
@@ -70,23 +139,82 @@ def open_clip_throughput(steps, warmup, batch):
         return None, (f"{VENV} is missing: create it with `python -m venv {VENV.relative_to(ROOT)} && "
                       f"{VENV.relative_to(ROOT)}/bin/pip install torch==2.14.1 torchvision==0.29.1 open_clip_torch`")
     out = subprocess.run([str(python), str(Path(__file__).parents[1] / "openclip_worker.py"), str(steps), str(warmup),
-                          str(batch), str(os.cpu_count())], check=True, capture_output=True, text=True).stdout
-    times = json.loads(out.strip().splitlines()[-1])
-    return {f"open_clip {mode}": batch / float(np.median(t)) for mode, t in times.items()}, None
+                          str(batch), str(os.cpu_count()), str(repeats)], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1]), None
+
+
+def loss_curves(epochs, smoke, folder):
+    """{mode: per-epoch training losses, and the seconds it took} of the retrieval app's default config on shapes."""
+    from tfmm.apps.retrieval import Retrieval
+
+    curves = {}
+    for name in CURVE_MODES:
+        mixed, fusion, _ = MODES[name]
+        overrides = (SMOKE_SHAPES + ["model.image_encoder.size=tiny"] if smoke else [f"train.epochs={epochs}"])
+        overrides += [f"train.mixed_precision={str(mixed).lower()}", f'train.xla_fusion="{"on" if fusion else "off"}"']
+        config, runner = app_config(Retrieval(), overrides, folder / name.replace(" ", "_"))
+        run = folder / name.replace(" ", "_") / "run"
+        _, seconds = timed(lambda: runner.train(config, run))
+        with open(run / "history.csv", newline="") as f:
+            curves[name] = ([float(row["loss"]) for row in csv.DictReader(f)], seconds)
+    return curves
 
 
 def run(args, report):
-    steps, warmup, batch = (2, 1, 8) if args.smoke else (args.steps, args.warmup, args.batch)
-    ours = tfmm_throughput(steps, warmup, batch, args.smoke)
-    theirs, missing = (None, "smoke mode: the tfmm side only") if args.smoke else open_clip_throughput(steps, warmup, batch)
-    rows = [[name, round(value, 1)] for name, value in {**ours, **(theirs or {})}.items()]
-    note = f"{SPEC}; batch {batch}; median over {steps} steps after {warmup} warm-up steps."
+    smoke = args.smoke
+    steps, warmup, batch, repeats = (2, 1, 8, 2) if smoke else (args.steps, args.warmup, args.batch, args.repeats)
+    rates = matmul_gflops(((256, 256, 256),), 0.1) if smoke else matmul_gflops()
+    theirs, missing = (None, "smoke mode: the tfmm side only") if smoke else open_clip_side(steps, warmup, batch, repeats)
     if theirs:
-        ratio = max(ours.values()) / max(theirs.values())
-        note += f" Best tfmm / best open_clip: **{ratio:.2f}×** (target ≥ 1.2×)."
-        report.record(tfmm_over_open_clip=ratio)
+        rates.update(theirs["matmul"])
     else:
         print(f"open_clip not run: {missing}", file=sys.stderr)
-        note += f" open_clip not run: {missing}."
-    report.table("Tiny CLIP training throughput, tfmm vs open_clip (same run, same batches)", ["framework and precision",
-                                                                                               "images/s"], rows, note)
+    report.table("Matmul ceiling of this machine (best of ≥ 1 s of calls)", ["library, precision, m×k×n", "GFLOP/s"],
+                 [[name, round(value)] for name, value in rates.items()],
+                 "The ceiling of a precision is the best rate any library reached in it.")
+
+    model = tiny_clip(64, 1, 256) if smoke else tiny_clip()
+    specs = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in random_inputs(batch, 256 if smoke else 2048).items()}
+    step_flops = 3 * forward_flops(lambda x: model.backbone(x, training=False), specs)
+    seconds = tfmm_training(steps, warmup, batch, smoke)
+    if theirs:
+        seconds.update({f"open_clip {mode}": float(np.median(t)) for mode, t in theirs["train"].items()})
+    rows = []
+    for name, value in seconds.items():
+        precision = "bfloat16" if "bfloat16" in name else "float32"
+        achieved = step_flops / value / 1e9
+        rows.append([name, round(batch / value, 1), round(value * 1000), round(achieved), f"{achieved / ceiling(rates, precision):.0%}"])
+    note = (f"{SPEC}; batch {batch}; median over {steps} steps after {warmup} warm-up steps. A step is "
+            f"{step_flops / 1e9:.0f} GFLOP of matmuls (3× the forward pass counted from its graph).")
+    best = {side: max(batch / v for k, v in seconds.items() if k.startswith(side)) for side in ("tfmm", "open_clip") if
+            any(k.startswith(side) for k in seconds)}
+    if "open_clip" in best:
+        ratio = best["tfmm"] / best["open_clip"]
+        note += f" Best tfmm / best open_clip: **{ratio:.2f}×** (target ≥ 1.2×)."
+        report.record(tfmm_over_open_clip=ratio)
+    report.table("Tiny CLIP training, tfmm vs open_clip (same run, same batches)",
+                 ["framework and precision", "images/s", "ms/step", "matmul GFLOP/s", "share of the ceiling"], rows, note)
+
+    with scratch() as folder:
+        batches = (1, 8) if smoke else (1, 64)
+        inference = tfmm_inference(batches, repeats, smoke, folder)
+        if theirs:
+            for mode, sides in theirs["infer"].items():
+                precision, _, size = mode.partition(" batch ")
+                inference[(f"open_clip eval {precision}", int(size))] = tuple(int(size) / float(np.median(sides[s]))
+                                                                             for s in ("image", "text"))
+        report.table("Tiny CLIP inference: embeddings per second", ["runtime", "batch", "image embeddings/s", "text embeddings/s"],
+                     [[runtime, size, round(image, 1), round(text, 1)] for (runtime, size), (image, text) in inference.items()],
+                     f"Median of {repeats} calls (a quarter of that for batch 64 on TFLite and SavedModel). TFLite runs "
+                     "its batch-1 file once per example, as the exported towers are used; int8 is calibrated on 8 random inputs.")
+
+        curves = loss_curves(args.curve_epochs, smoke, folder)
+        reference = np.array(curves["float32"][0])
+        rows = []
+        for name, (losses, seconds) in curves.items():
+            gap = float(np.max(np.abs(np.array(losses) - reference) / reference))
+            rows.append([name, *(round(v, 4) for v in losses), f"{gap:.2%}", round(seconds)])
+            report.record(**{f"loss_gap_{name.replace(' + ', '_').replace(' ', '_')}": gap})
+        report.table("Retrieval app on shapes (default config): training loss per epoch against float32",
+                     ["mode", *(f"epoch {i + 1}" for i in range(len(reference))), "largest gap to float32", "seconds"], rows,
+                     "Target: every mode within 2 % of float32 at every epoch. Seconds include building the data and the model.")

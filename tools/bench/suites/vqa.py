@@ -16,6 +16,7 @@ from tfmm.export.tflite import interpreter
 from tfmm.layers import FUSIONS
 from tfmm.layers.fusion import BASELINES
 from tfmm.train import make_optimizer
+from tfmm.train.xla_fusion import fusion_enabled
 from tools.bench.harness import app_config, scratch, step_times, timed
 
 
@@ -72,7 +73,7 @@ def layouts(base, steps, warmup, smoke=False):
         keras.backend.clear_session()
         task = app.build_task(config, preprocessor)
         task.compile(optimizer=make_optimizer(config.train, 1000))
-        step = statistics.median(step_times(task, dataset, steps, warmup))
+        step = statistics.median(step_times(task, dataset, steps, warmup, fusion_enabled(config.train.xla_fusion)))
         images = config.data.batch_size
         rows.append([name, config.data.batch_size, round(per_step), images, round(step * 1000), round(per_step / step),
                      round(images / per_step, 2)])
