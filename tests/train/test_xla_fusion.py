@@ -78,9 +78,12 @@ def test_auto_turns_fusion_on_only_for_cpus_with_amx(monkeypatch, amx):
     assert fusion_enabled("on") is True and fusion_enabled("off") is False
 
 
-def test_amx_is_read_from_the_cpu_flags():
+def test_amx_and_bfloat16_are_read_from_the_cpu_flags():
+    from tfmm.train.precision import native_bfloat16
+
     flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("flags")), None) if Path("/proc/cpuinfo").is_file() else None
     if flags is None:
-        pytest.skip("no /proc/cpuinfo flags on this system: cpu_has_amx is False by design there")
+        pytest.skip("no /proc/cpuinfo flags on this system: both are False by design there")
     assert xla_fusion_module.cpu_has_amx() == ("amx_tile" in flags)
+    assert native_bfloat16() == ("amx_bf16" in flags or "avx512_bf16" in flags)

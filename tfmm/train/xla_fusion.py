@@ -16,11 +16,11 @@ environment when this module is imported (they do nothing while auto-clustering 
 """
 
 import contextlib
-import functools
 import os
-from pathlib import Path
 
 import tensorflow as tf
+
+from tfmm.train.precision import cpu_flags
 
 # cpu_global_jit: auto-clustering also on CPU; FUSIBLE: element-wise, reductions and shape ops only.
 FLAGS = {"--tf_xla_cpu_global_jit": "--tf_xla_cpu_global_jit", "--tf_xla_ops_to_cluster": "--tf_xla_ops_to_cluster=FUSIBLE"}
@@ -37,13 +37,8 @@ def add_flags():
 add_flags()
 
 
-@functools.cache
 def cpu_has_amx():
-    """Whether this machine's CPU has AMX tiles (Linux' /proc/cpuinfo; False where that is unreadable)."""
-    try:
-        return "amx_tile" in Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
+    return "amx_tile" in cpu_flags()
 
 
 def fusion_enabled(setting, jit_compile=False):

@@ -23,15 +23,15 @@ def _best_rate(function, flops, seconds=1.0):
     return flops / best
 
 
-def matmul_gflops(shapes=SHAPES, seconds=1.0):
+def matmul_gflops(shapes=SHAPES, seconds=1.0, bfloat16=True):
     """{"TensorFlow float32 m×k×n": GFLOP/s, ...} for TensorFlow float32 and bfloat16 (oneDNN: AMX or
-    AVX-512 BF16 where the CPU has them) and NumPy float32."""
+    AVX-512 BF16 where the CPU has them; `bfloat16=False` leaves it out) and NumPy float32."""
     rng = np.random.default_rng(0)
     results = {}
     for m, k, n in shapes:
         a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
         flops, label = 2.0 * m * k * n, f"{m}×{k}×{n}"
-        for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
+        for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16))[:2 if bfloat16 else 1]:
             x, y = tf.constant(a, dtype), tf.constant(b, dtype)
             product = tf.function(lambda x=x, y=y: tf.linalg.matmul(x, y))
             results[f"TensorFlow {name} {label}"] = _best_rate(lambda: product().numpy(), flops, seconds) / 1e9

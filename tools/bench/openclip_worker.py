@@ -1,6 +1,7 @@
 """open_clip side of `python -m tools.bench peer`; runs in its own virtual environment (tools/.venv-openclip).
 
-Builds the tiny CLIP of the benchmark spec and prints one JSON line:
+Arguments: steps warmup batch threads repeats modes ("float32,bfloat16" or "float32"). Builds the tiny CLIP
+of the benchmark spec and prints one JSON line:
 {"train": {"float32": [step seconds...], "bfloat16": [...]},
  "infer": {"float32 batch 1": {"image": [seconds...], "text": [...]}, ...},
  "matmul": {"PyTorch float32 2048×2048×2048": GFLOP/s, ...}}.
@@ -65,10 +66,11 @@ def infer_times(mode, batch, repeats):
                 "text": call_times(lambda: model.encode_text(texts), repeats)}
 
 
-def matmul_gflops(seconds=1.0):
+def matmul_gflops(modes, seconds=1.0):
     results = {}
     for m, k, n in MATMUL_SHAPES:
-        for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        for name in modes:
+            dtype = getattr(torch, name)
             a, b = torch.rand(m, k).to(dtype), torch.rand(k, n).to(dtype)
             times = call_times(lambda: a @ b, 3)
             while sum(times) < seconds:
@@ -77,15 +79,15 @@ def matmul_gflops(seconds=1.0):
     return results
 
 
-def main(steps, warmup, batch, threads, repeats):
+def main(steps, warmup, batch, threads, repeats, modes):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    modes = ("float32", "bfloat16")
+    modes = modes.split(",")
     results = {"train": {mode: train_times(mode, steps, warmup, batch) for mode in modes},
                "infer": {f"{mode} batch {b}": infer_times(mode, b, repeats) for mode in modes for b in (1, 64)},
-               "matmul": matmul_gflops()}
+               "matmul": matmul_gflops(modes)}
     print(json.dumps(results))
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:6]))
+    main(*(int(a) for a in sys.argv[1:6]), sys.argv[6])

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmm.train import set_precision
+from tfmm.train.precision import native_bfloat16
 from tools.bench.ceiling import ceiling, forward_flops, matmul_gflops
 from tools.bench.harness import ROOT, SMOKE_SHAPES, app_config, median_ms, scratch, step_times, timed
 
@@ -65,10 +66,11 @@ def precision_mode(mixed):
         set_precision(False)
 
 
-def tfmm_training(steps, warmup, batch, smoke):
+def tfmm_training(modes, steps, warmup, batch, smoke):
     """{mode: median seconds per step}."""
     results = {}
-    for name, (mixed, fusion, whole_step) in MODES.items():
+    for name in modes:
+        mixed, fusion, whole_step = MODES[name]
         if smoke and whole_step:
             continue
         with precision_mode(mixed):
@@ -79,13 +81,13 @@ def tfmm_training(steps, warmup, batch, smoke):
     return results
 
 
-def tfmm_inference(batches, repeats, smoke, folder):
+def tfmm_inference(batches, repeats, smoke, folder, bfloat16):
     """{(runtime, batch): (image embeddings/s, text embeddings/s)} for Keras (float32 and mixed bfloat16),
     the SavedModel and the TFLite towers (one call per example, as the exported files are used)."""
     from tfmm.export.tflite import TFLiteRunner, convert_saved_model, function_saved_model
 
     results = {}
-    for mixed in (False, True):
+    for mixed in (False, True)[:2 if bfloat16 else 1]:
         with precision_mode(mixed):
             model = tiny_clip(64, 1, 256) if smoke else tiny_clip()
             towers = {"image": model.backbone.image_embedder(), "text": model.backbone.text_embedder()}
@@ -131,7 +133,7 @@ def tfmm_inference(batches, repeats, smoke, folder):
     return results
 
 
-def open_clip_side(steps, warmup, batch, repeats):
+def open_clip_side(steps, warmup, batch, repeats, bfloat16):
     """Runs the worker in its own virtual environment (torch + open_clip are never tfmm dependencies);
     None with the reason when that environment is missing."""
     python = VENV / "bin" / "python"
@@ -139,16 +141,17 @@ def open_clip_side(steps, warmup, batch, repeats):
         return None, (f"{VENV} is missing: create it with `python -m venv {VENV.relative_to(ROOT)} && "
                       f"{VENV.relative_to(ROOT)}/bin/pip install torch==2.14.1 torchvision==0.29.1 open_clip_torch`")
     out = subprocess.run([str(python), str(Path(__file__).parents[1] / "openclip_worker.py"), str(steps), str(warmup),
-                          str(batch), str(os.cpu_count()), str(repeats)], check=True, capture_output=True, text=True).stdout
+                          str(batch), str(os.cpu_count()), str(repeats),
+                          "float32,bfloat16" if bfloat16 else "float32"], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1]), None
 
 
-def loss_curves(epochs, smoke, folder):
+def loss_curves(modes, epochs, smoke, folder):
     """{mode: per-epoch training losses, and the seconds it took} of the retrieval app's default config on shapes."""
     from tfmm.apps.retrieval import Retrieval
 
     curves = {}
-    for name in CURVE_MODES:
+    for name in modes:
         mixed, fusion, _ = MODES[name]
         overrides = (SMOKE_SHAPES + ["model.image_encoder.size=tiny"] if smoke else [f"train.epochs={epochs}"])
         overrides += [f"train.mixed_precision={str(mixed).lower()}", f'train.xla_fusion="{"on" if fusion else "off"}"']
@@ -163,20 +166,25 @@ def loss_curves(epochs, smoke, folder):
 def run(args, report):
     smoke = args.smoke
     steps, warmup, batch, repeats = (2, 1, 8, 2) if smoke else (args.steps, args.warmup, args.batch, args.repeats)
-    rates = matmul_gflops(((256, 256, 256),), 0.1) if smoke else matmul_gflops()
-    theirs, missing = (None, "smoke mode: the tfmm side only") if smoke else open_clip_side(steps, warmup, batch, repeats)
+    # Without AMX or AVX-512 BF16 both frameworks emulate bfloat16 (many times slower than float32): left out.
+    bfloat16 = native_bfloat16()
+    emulated = "" if bfloat16 else " bfloat16 is left out: this CPU has no bfloat16 instructions (AMX or AVX-512 BF16)."
+    modes = [name for name in MODES if bfloat16 or "bfloat16" not in name]
+    rates = matmul_gflops(((256, 256, 256),), 0.1, bfloat16) if smoke else matmul_gflops(bfloat16=bfloat16)
+    theirs, missing = ((None, "smoke mode: the tfmm side only") if smoke else
+                       open_clip_side(steps, warmup, batch, repeats, bfloat16))
     if theirs:
         rates.update(theirs["matmul"])
     else:
         print(f"open_clip not run: {missing}", file=sys.stderr)
     report.table("Matmul ceiling of this machine (best of ≥ 1 s of calls)", ["library, precision, m×k×n", "GFLOP/s"],
                  [[name, round(value)] for name, value in rates.items()],
-                 "The ceiling of a precision is the best rate any library reached in it.")
+                 "The ceiling of a precision is the best rate any library reached in it." + emulated)
 
     model = tiny_clip(64, 1, 256) if smoke else tiny_clip()
     specs = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in random_inputs(batch, 256 if smoke else 2048).items()}
     step_flops = 3 * forward_flops(lambda x: model.backbone(x, training=False), specs)
-    seconds = tfmm_training(steps, warmup, batch, smoke)
+    seconds = tfmm_training(modes, steps, warmup, batch, smoke)
     if theirs:
         seconds.update({f"open_clip {mode}": float(np.median(t)) for mode, t in theirs["train"].items()})
     rows = []
@@ -185,7 +193,7 @@ def run(args, report):
         achieved = step_flops / value / 1e9
         rows.append([name, round(batch / value, 1), round(value * 1000), round(achieved), f"{achieved / ceiling(rates, precision):.0%}"])
     note = (f"{SPEC}; batch {batch}; median over {steps} steps after {warmup} warm-up steps. A step is "
-            f"{step_flops / 1e9:.0f} GFLOP of matmuls (3× the forward pass counted from its graph).")
+            f"{step_flops / 1e9:.0f} GFLOP of matmuls (3× the forward pass counted from its graph).{emulated}")
     best = {side: max(batch / v for k, v in seconds.items() if k.startswith(side)) for side in ("tfmm", "open_clip") if
             any(k.startswith(side) for k in seconds)}
     if "open_clip" in best:
@@ -197,7 +205,7 @@ def run(args, report):
 
     with scratch() as folder:
         batches = (1, 8) if smoke else (1, 64)
-        inference = tfmm_inference(batches, repeats, smoke, folder)
+        inference = tfmm_inference(batches, repeats, smoke, folder, bfloat16)
         if theirs:
             for mode, sides in theirs["infer"].items():
                 precision, _, size = mode.partition(" batch ")
@@ -208,7 +216,7 @@ def run(args, report):
                      f"Median of {repeats} calls (a quarter of that for batch 64 on TFLite and SavedModel). TFLite runs "
                      "its batch-1 file once per example, as the exported towers are used; int8 is calibrated on 8 random inputs.")
 
-        curves = loss_curves(args.curve_epochs, smoke, folder)
+        curves = loss_curves([name for name in CURVE_MODES if name in modes], args.curve_epochs, smoke, folder)
         reference = np.array(curves["float32"][0])
         rows = []
         for name, (losses, seconds) in curves.items():
@@ -217,4 +225,5 @@ def run(args, report):
             report.record(**{f"loss_gap_{name.replace(' + ', '_').replace(' ', '_')}": gap})
         report.table("Retrieval app on shapes (default config): training loss per epoch against float32",
                      ["mode", *(f"epoch {i + 1}" for i in range(len(reference))), "largest gap to float32", "seconds"], rows,
-                     "Target: every mode within 2 % of float32 at every epoch. Seconds include building the data and the model.")
+                     "Target: every mode within 2 % of float32 at every epoch. Seconds include building the data and the model."
+                     + emulated)
