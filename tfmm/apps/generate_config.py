@@ -106,7 +106,7 @@ class GANConfig:
 # `model` is stage 2 (the token transformer); the VQ-VAE and the judge train with their own sections. The exported
 # TFLite file is the VQ-VAE decoder: float32 and dynamic_int8.
 GenerateConfig = app_config(
-    "GenerateConfig", GenerateDataConfig, TokenModelConfig, TrainConfig(epochs=12, learning_rate=1e-3, xla_fusion="auto"),
+    "GenerateConfig", GenerateDataConfig, TokenModelConfig, TrainConfig(epochs=12, learning_rate=1e-3),
     ExportConfig(tflite_quantization=["float32", "dynamic_int8"], representative_examples=16),
     quantizations=("float32", "dynamic_int8"), vqvae=VQVAEConfig, gan=GANConfig,
     gan_train=TrainConfig(epochs=20, learning_rate=1e-4, weight_decay=0.0, adam_beta_1=0.5, clipnorm=0.0),

@@ -1,13 +1,14 @@
 """XLA fusion of the element-wise work around the matmuls, during training only.
 
 TensorFlow runs GELU, layer norm, softmax, casts and the optimizer's updates as one kernel per op,
-which on CPU costs more than the matmuls of a small transformer (and more still in bfloat16).
+which on a CPU with fast matmuls (AMX) costs more than the matmuls of a small transformer.
 Auto-clustering limited to FUSIBLE ops compiles each chain of element-wise ops into one XLA kernel
-and leaves the matmuls to oneDNN. Whether that pays depends on the CPU (benchmarks/notes/peer.md):
-on a Xeon with AMX, where oneDNN's matmuls are fast and the element-wise work dominates, the
-transformer apps train 1.2–1.4× faster; on an AVX2-only EPYC the same steps are 3–22 % slower, and
-CNNs are slower on both (XLA clusters break oneDNN's convolution + bias + activation fusions). So
-`train.xla_fusion = "auto"` (the transformer apps' default) turns it on only on CPUs with AMX.
+and leaves the matmuls to oneDNN. Whether that pays depends on the CPU and the model
+(`python -m tools.bench fusion` times each app's step both ways): on a Xeon with AMX, where oneDNN's
+matmuls are fast and the element-wise work dominates, the transformer apps trained faster with it; on
+an AVX2-only EPYC they were slower, and CNNs were slower on both (XLA clusters break oneDNN's
+convolution + bias + activation fusions). So `train.xla_fusion = "auto"`, the default of the
+transformer apps (retrieval, vqa, classify), turns it on only on CPUs with AMX.
 Whole-step XLA (`train.jit_compile`) compiles the matmuls too, and XLA's CPU matmuls are slower.
 
 TensorFlow reads `TF_XLA_FLAGS` once, when it first optimises a graph, so the flags are put in the

@@ -1,6 +1,6 @@
 """python -m tools.bench SUITE [--smoke] [--output DIR] [suite options] | render | all --smoke
 
-Suites: retrieval, peer, serving, scaling, vqa, classify, caption, generate, gan, segment, assistant. Each writes
+Suites: retrieval, peer, fusion, serving, scaling, vqa, classify, caption, generate, gan, segment, assistant. Each writes
 `benchmarks/SUITE.json` (or into `--output`) and re-renders BENCHMARKS.md; `--smoke` runs tiny settings
 into a scratch folder and renders nothing.
 """
@@ -15,7 +15,7 @@ import tfmm  # noqa: F401  (first: TensorFlow is imported without its start-up l
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SUITES = ("retrieval", "peer", "serving", "scaling", "vqa", "classify", "caption", "generate", "gan", "segment", "assistant")
+SUITES = ("retrieval", "peer", "fusion", "serving", "scaling", "vqa", "classify", "caption", "generate", "gan", "segment", "assistant")
 
 
 def suite_module(name):

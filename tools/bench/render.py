@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tools.bench.harness import RESULTS, ROOT, render_table
 
-ORDER = ("retrieval", "peer", "serving", "scaling", "vqa", "classify", "caption", "generate", "gan", "segment", "assistant")
+ORDER = ("retrieval", "peer", "fusion", "serving", "scaling", "vqa", "classify", "caption", "generate", "gan", "segment", "assistant")
 HEADER = """# Benchmarks
 
 Rendered by `python -m tools.bench render` from `benchmarks/<suite>.json`, which `python -m tools.bench <suite>`
