@@ -9,6 +9,7 @@ import keras
 from tfmm.apps.assistant import Alignment, Assistant
 from tfmm.apps.caption import Caption
 from tfmm.apps.classify import Classify
+from tfmm.apps.generate import Generate
 from tfmm.apps.generate_stages import VQVAEStage
 from tfmm.apps.retrieval import Retrieval
 from tfmm.apps.segment import Segment
@@ -21,7 +22,7 @@ from tools.bench.harness import SMOKE_SHAPES, app_config, scratch, step_times
 # (label, the app whose apps/<name>.toml is read, the app that trains, the config section that trains it)
 CASES = (("retrieval", Retrieval, Retrieval, "train"), ("vqa", VQA, VQA, "train"),
          ("classify", Classify, Classify, "train"), ("caption", Caption, Caption, "train"),
-         ("segment", Segment, Segment, "train"), ("generate VQ-VAE", VQVAEStage, VQVAEStage, "vqvae_train"),
+         ("segment", Segment, Segment, "train"), ("generate VQ-VAE", Generate, VQVAEStage, "vqvae_train"),
          ("assistant alignment", Assistant, Alignment, "align_train"),
          ("assistant instruction tuning", Assistant, Assistant, "train"))
 
