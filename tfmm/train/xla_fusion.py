@@ -5,9 +5,9 @@ which on a CPU with fast matmuls (AMX) costs more than the matmuls of a small tr
 Auto-clustering limited to FUSIBLE ops compiles each chain of element-wise ops into one XLA kernel
 and leaves the matmuls to oneDNN. Whether that pays depends on the CPU and the model
 (`python -m tools.bench fusion` times each app's step both ways): on a Xeon with AMX, where oneDNN's
-matmuls are fast and the element-wise work dominates, the transformer apps trained faster with it; on
-an AVX2-only EPYC they were slower, and CNNs were slower on both (XLA clusters break oneDNN's
-convolution + bias + activation fusions). So `train.xla_fusion = "auto"`, the default of the
+matmuls are fast and the element-wise work dominates, the transformer apps trained faster with it and
+CNNs slower (XLA clusters break oneDNN's convolution + bias + activation fusions); on an AVX2-only EPYC
+it was about neutral for every app. So `train.xla_fusion = "auto"`, the default of the
 transformer apps (retrieval, vqa, classify), turns it on only on CPUs with AMX.
 Whole-step XLA (`train.jit_compile`) compiles the matmuls too, and XLA's CPU matmuls are slower.
 
