@@ -1,7 +1,6 @@
 """fusion: each app's default training step with train.xla_fusion off and on, on this machine (the evidence
 behind each app's default and behind "auto", which turns it on only for CPUs with AMX)."""
 
-import dataclasses
 import statistics
 
 import keras
@@ -10,7 +9,7 @@ from tfmm.apps.assistant import Alignment, Assistant
 from tfmm.apps.caption import Caption
 from tfmm.apps.classify import Classify
 from tfmm.apps.generate import Generate
-from tfmm.apps.generate_stages import VQVAEStage
+from tfmm.apps.generate_stages import VQVAEStage, with_training
 from tfmm.apps.retrieval import Retrieval
 from tfmm.apps.segment import Segment
 from tfmm.apps.vqa import VQA
@@ -32,11 +31,11 @@ def add_arguments(parser):
     parser.add_argument("--warmup", type=int, default=4)
 
 
-def median_step_ms(label, config_app, training_app, section, steps, warmup, overrides, folder, fusion):
+def median_step_ms(config_app, training_app, section, steps, warmup, overrides, folder, fusion):
     """Median ms per step of the app's default model on its own training pipeline."""
     keras.backend.clear_session()
     config, _ = app_config(config_app(), overrides, folder)
-    config = dataclasses.replace(config, train=getattr(config, section))
+    config = with_training(config, section)
     if config_app is Assistant:  # the assistant's stages share one tokenizer, made before either builds
         assistant = Assistant()
         assistant.preprocessor = assistant.make_preprocessor(config)
@@ -59,8 +58,8 @@ def run(args, report):
     rows = []
     with scratch() as folder:
         for label, config_app, training_app, section in cases:
-            (off, default), (on, _) = (median_step_ms(label, config_app, training_app, section, steps, warmup, overrides,
-                                                      folder, fusion) for fusion in (False, True))
+            (off, default), (on, _) = (median_step_ms(config_app, training_app, section, steps, warmup, overrides, folder,
+                                                      fusion) for fusion in (False, True))
             rows.append([label, default, round(off, 1), round(on, 1), f"{off / on:.2f}×"])
             report.record(**{f"speedup_{label.replace(' ', '_').replace('-', '')}": off / on})
     amx = "has AMX: auto turns the fusion on" if "amx_tile" in cpu_flags() else "has no AMX: auto leaves the fusion off"
