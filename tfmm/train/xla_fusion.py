@@ -24,13 +24,13 @@ import tensorflow as tf
 from tfmm.train.precision import cpu_flags
 
 # cpu_global_jit: auto-clustering also on CPU; FUSIBLE: element-wise, reductions and shape ops only.
-FLAGS = {"--tf_xla_cpu_global_jit": "--tf_xla_cpu_global_jit", "--tf_xla_ops_to_cluster": "--tf_xla_ops_to_cluster=FUSIBLE"}
+FLAGS = ("--tf_xla_cpu_global_jit", "--tf_xla_ops_to_cluster=FUSIBLE")
 
 
 def add_flags():
     """Appends the flags the caller has not set to `TF_XLA_FLAGS` (a user's own values win)."""
     current = os.environ.get("TF_XLA_FLAGS", "")
-    missing = [flag for name, flag in FLAGS.items() if name not in current]
+    missing = [flag for flag in FLAGS if flag.split("=")[0] not in current]
     if missing:
         os.environ["TF_XLA_FLAGS"] = " ".join([current, *missing]).strip()
 

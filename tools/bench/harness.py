@@ -21,15 +21,15 @@ def machine():
     import keras
     import tensorflow as tf
 
-    cpu, flags = platform.processor() or "unknown CPU", set()
+    from tfmm.train.precision import cpu_flags
+
+    cpu = platform.processor() or "unknown CPU"
     info = Path("/proc/cpuinfo")
     if info.is_file():
         for line in info.read_text().splitlines():
             if line.startswith("model name") and cpu in ("unknown CPU", platform.processor()):
                 cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    return {"cpu": cpu, "flags": [f for f in CPU_FLAGS if f in flags], "cores": os.cpu_count(),
+    return {"cpu": cpu, "flags": [f for f in CPU_FLAGS if f in cpu_flags()], "cores": os.cpu_count(),
             "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             # TensorFlow turns its oneDNN kernels on by itself only with AVX-512 VNNI/BF16 or AMX; a run may force them.
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's choice)")}
