@@ -120,7 +120,10 @@ def main(parser, argv=None):
     args = parser.parse_args(argv)
     with known_notices_filtered():
         try:
-            return args.handler(args) or 0
+            result = args.handler(args)
+            # a handler may return what it made (a trained task, a dict) for Python callers; the exit status
+            # is only ever an int, else `SystemExit(task)` would print the object and exit 1 after a good run
+            return result if isinstance(result, int) and not isinstance(result, bool) else 0
         except TfmmError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
