@@ -102,7 +102,10 @@ class TextToImageGenerator(Task):
         prompts = self.preprocessor.check_texts(prompts, "prompt")
         sampling = sampling or self.sampling
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        name = f"sample/{'cache' if use_cache else 'nocache'}/{'forced' if forced_ids is not None else 'free'}/{scale != 1}"
+        # The settings are Python values traced into the graph: one function per distinct setting (keying only on
+        # whether guidance is on reused the first call's temperature, top-k, top-p and scale for every later call).
+        name = (f"sample/{'cache' if use_cache else 'nocache'}/{'forced' if forced_ids is not None else 'free'}/{float(scale)}/"
+                f"{float(sampling.temperature)}/{int(sampling.top_k)}/{float(sampling.top_p)}")
 
         def run(prompts, seed, forced_ids=None):
             text_ids = self.preprocessor.tokenize(prompts)["token_ids"]
