@@ -135,7 +135,8 @@ def test_eval_reports_reconstruction_and_fidelity(generate_run, judge_path, tmp_
     assert run_cli("eval", "--model", generate_run.path, "--judge", judge_path, "--output", out) == 0
     metrics = json.loads(out.read_text())
     for key in ("reconstruction_psnr", "reconstruction_codebook_usage", "reconstruction_perplexity",
-                "test_prompt_fidelity", "heldout_prompt_fidelity", "test_judge_accuracy_on_real_images"):
+                "test_prompt_fidelity", "heldout_prompt_fidelity", "test_judge_accuracy_on_real_images",
+                "test_judge_accuracy_on_reconstructions"):
         assert key in metrics, key
     assert metrics["test_prompts"] == 6 and metrics["examples"] == 6 + metrics["heldout_prompts"]
     images = np.stack([e["image"] for e in generate.load_caption_examples(generate_run.config.data, "test", DataChecks().images)

@@ -52,3 +52,23 @@ def test_fidelity_of_a_generator_that_draws_the_prompt_is_one():
 def test_scene_labels_follow_left_to_right_objects():
     labels = scene_labels("blue star|red circle", ("red", "blue"), ("circle", "star"))
     assert labels == {"count": 1, "colour0": 2, "shape0": 2, "colour1": 1, "shape1": 1, "colour2": 0, "shape2": 0}
+
+
+class Tokenized(Replay):
+    """A token model whose tokenizer rebuilds every other real image as another one (a lossy codebook)."""
+
+    def encode(self, images):
+        index = {image.tobytes(): i for i, image in enumerate(IMAGES)}
+        return np.array([index[image.tobytes()] for image in images])
+
+    def decode(self, tokens):
+        return IMAGES[[t if t % 2 == 0 else (t + 1) % 60 for t in tokens]]
+
+
+def test_a_token_models_ceiling_is_the_judges_reading_of_its_reconstructions():
+    prompts = [f"prompt {i}" for i in range(60)]
+    metrics = evaluate_generator(Tokenized(), {"test": (prompts, SCENES, IMAGES)}, PerfectJudge(), (COLOURS, SHAPES))
+    expected = np.mean([i % 2 == 0 or SCENES[(i + 1) % 60] == SCENES[i] for i in range(60)])
+    assert metrics["test_judge_accuracy_on_reconstructions"] == pytest.approx(expected) and expected < 0.9
+    assert "test_judge_accuracy_on_reconstructions" not in evaluate_generator(
+        Replay(), {"test": (prompts, SCENES, IMAGES)}, PerfectJudge(), (COLOURS, SHAPES))  # a GAN has no tokenizer

@@ -57,8 +57,10 @@ def judge_scenes(judge, images, objects, colours, shapes):
 def evaluate_generator(generator, prompt_sets, judge=None, words=None, seed=0, sampling=None, retrieval=None,
                        guidance_scale=None):
     """Prompt fidelity per prompt set ({name: (prompts, objects, real uint8 images)}), with the judge's own
-    accuracy on the real images of the same prompts beside it (how far the measure can be trusted); with a
-    retrieval task, the mean image–text cosine of the samples and of the real images to their prompts."""
+    accuracy on the real images of the same prompts beside it (how far the measure can be trusted) and, for a
+    generator with an image tokenizer (`encode` / `decode`), on their reconstructions (the ceiling of its fidelity:
+    a token grid can draw no better than the tokenizer rebuilds a real image); with a retrieval task, the mean
+    image–text cosine of the samples and of the real images to their prompts."""
     metrics = {}
     for name, (prompts, objects, real) in prompt_sets.items():
         started = time.perf_counter()
@@ -67,6 +69,9 @@ def evaluate_generator(generator, prompt_sets, judge=None, words=None, seed=0, s
         if judge is not None:
             metrics[f"{name}_prompt_fidelity"], _ = judge_scenes(judge, images, objects, *words)
             metrics[f"{name}_judge_accuracy_on_real_images"], _ = judge_scenes(judge, real, objects, *words)
+            if hasattr(generator, "encode"):  # a token model: the most its tokenizer lets it draw right
+                rebuilt = generator.decode(generator.encode(real))
+                metrics[f"{name}_judge_accuracy_on_reconstructions"], _ = judge_scenes(judge, rebuilt, objects, *words)
         if retrieval is not None:
             texts = retrieval.embed_texts(prompts)
             for kind, pictures in (("samples", images), ("real_images", real)):

@@ -49,6 +49,9 @@ def run(args, report):
                 ["prompt fidelity, held-out colour–shape prompts", metrics["heldout_prompt_fidelity"]],
                 ["judge accuracy on the real images of those prompts (test / held-out)",
                  f"{metrics['test_judge_accuracy_on_real_images']:.3f} / {metrics['heldout_judge_accuracy_on_real_images']:.3f}"],
+                ["judge accuracy on their VQ-VAE reconstructions: the fidelity ceiling (test / held-out)",
+                 f"{metrics['test_judge_accuracy_on_reconstructions']:.3f} / "
+                 f"{metrics['heldout_judge_accuracy_on_reconstructions']:.3f}"],
                 ["both stages, training (min)", round(seconds / 60, 1)]]
         report.record(test_prompt_fidelity=metrics["test_prompt_fidelity"], psnr=metrics["reconstruction_psnr"],
                       heldout_prompt_fidelity=metrics["heldout_prompt_fidelity"])
