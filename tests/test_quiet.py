@@ -11,6 +11,7 @@ from tfmm.quiet import known_notices_filtered
 
 with known_notices_filtered():
     os.write(2, b"E0000 util.cc:131] oneDNN supports DT_INT64 only on platforms with AVX-512. Falling back\n")
+    os.write(2, b"E0000 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: Mutation::Apply error: fanout 'x/Relu'\n")
     print("a warning the user must see", file=sys.stderr, flush=True)
     os.write(2, b"progress 1/2\r")
     os.write(2, b"progress 2/2\rI0000 cpu_feature_guard.cc:210] This TensorFlow binary is optimized\n")
