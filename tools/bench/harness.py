@@ -31,7 +31,8 @@ def machine():
                 cpu = line.split(":", 1)[1].strip()
     return {"cpu": cpu, "flags": [f for f in CPU_FLAGS if f in cpu_flags()], "cores": os.cpu_count(),
             "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            # TensorFlow turns its oneDNN kernels on by itself only with AVX-512 VNNI/BF16 or AMX; a run may force them.
+            # `import tfmm` sets it to 1 unless the user set it (TensorFlow alone turns oneDNN on only with AVX-512
+            # VNNI/BF16 or AMX); records from before that say "unset".
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's choice)")}
 
 

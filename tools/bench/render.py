@@ -28,8 +28,7 @@ def render(results=RESULTS, output=ROOT / "BENCHMARKS.md"):
                  f"Code: commit `{data['commit']}`{' with uncommitted changes' if data['dirty'] else ''}, "
                  f"settings hash `{data['config_hash']}`, {data['date']}, {data['minutes']} min  ",
                  f"Machine: {m['cpu']} ({flags}), {m['cores']} cores, Python {m['python']}, TensorFlow {m['tensorflow']}, "
-                 f"Keras {m['keras']}" + (f", TF_ENABLE_ONEDNN_OPTS={m['TF_ENABLE_ONEDNN_OPTS']}"
-                                          if m.get("TF_ENABLE_ONEDNN_OPTS", "unset").isdigit() else ""), ""]
+                 f"Keras {m['keras']}" + _onednn(m.get("TF_ENABLE_ONEDNN_OPTS")), ""]
         for table in data["tables"]:
             lines += [f"### {table['title']}", ""]
             if table.get("note"):
@@ -42,3 +41,11 @@ def render(results=RESULTS, output=ROOT / "BENCHMARKS.md"):
     Path(output).write_text("\n".join(sections).rstrip() + "\n")
     print(f"wrote {output}")
     return output
+
+
+def _onednn(setting):
+    """The record's oneDNN setting: a value, or "unset" for records taken before tfmm set it to 1 (TensorFlow's
+    choice then: on only with AVX-512 VNNI/BF16 or AMX)."""
+    if setting is None:
+        return ""
+    return f", TF_ENABLE_ONEDNN_OPTS={setting}" if setting.isdigit() else f", TF_ENABLE_ONEDNN_OPTS {setting}"
