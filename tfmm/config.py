@@ -132,6 +132,9 @@ class TrainConfig:
     # data.batch_size negatives per step.
     accumulation_steps: int = positive(1)
     mixed_precision: bool = False  # mixed_bfloat16 on CPU/TPU, mixed_float16 (loss scaling) on GPU
+    # "bfloat16": a float32 model whose matmuls and convolutions run in bfloat16, everything else in float32
+    # (tfmm/train/matmul_precision.py; CPUs with AMX or AVX-512 BF16); excludes mixed_precision
+    matmul_precision: str = one_of(("float32", "bfloat16"), "float32")
     jit_compile: bool = False  # the whole step compiled by XLA
     # XLA kernels for the element-wise work between matmuls (tfmm/train/xla_fusion.py): on, off, or auto (on
     # for CPUs with AMX, where it was measured faster); "on" excludes jit_compile
@@ -147,6 +150,9 @@ class TrainConfig:
         if self.jit_compile and self.xla_fusion == "on":
             raise TfmmError("train.jit_compile and train.xla_fusion = \"on\" exclude each other: jit_compile compiles "
                             "the whole step with XLA, xla_fusion only its element-wise ops; turn one of them off")
+        if self.mixed_precision and self.matmul_precision == "bfloat16":
+            raise TfmmError('train.matmul_precision = "bfloat16" and train.mixed_precision = true exclude each other: '
+                            "mixed precision already runs the matmuls (and everything else) in bfloat16; pick one")
 
 
 QUANTIZATIONS = ("float32", "dynamic_int8", "int8")

@@ -72,3 +72,34 @@ def test_atomic_checkpoint_never_leaves_a_partial_file(tmp_path, monkeypatch):
     fresh = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     fresh.load_weights(path)
     np.testing.assert_array_equal(fresh.get_weights()[0], model.get_weights()[0])
+
+
+def test_initial_weights_do_not_depend_on_random_draws_before_training(tiny_config, monkeypatch, tmp_path):
+    """A first run builds its TFDS dataset between the session's seeding and the model: the initial weights
+    must be those of a run that found the data already built."""
+    import random
+
+    import tensorflow as tf
+
+    from tfmm.train import session as module
+
+    class Stop(Exception):
+        pass
+
+    initial = []
+
+    def capture(model, *args, **kwargs):
+        initial.append([weight.numpy() for weight in model.weights])
+        raise Stop
+
+    monkeypatch.setattr(module, "fit", capture)
+    for draw in (False, True):
+        session = module.TrainingSession(tiny_config)
+        if draw:  # what building data may do
+            random.random(), np.random.random(3), tf.random.uniform([3]), keras.random.normal([3])
+        with pytest.raises(Stop):
+            session.train("probe", lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]), None, None, 64,
+                          tmp_path / f"run{draw}")
+    assert len(initial) == 2
+    for before, after in zip(*initial):
+        np.testing.assert_array_equal(before, after)

@@ -16,6 +16,7 @@ from tfmm.config import differences, load_config, save_config
 from tfmm.errors import TfmmError
 from tfmm.models.presets import PRESET_DIR, from_preset, save_preset
 from tfmm.train.fit import BEST_WEIGHTS, fit, make_optimizer
+from tfmm.train.matmul_precision import bfloat16_matmuls, check_matmul_precision
 from tfmm.train.precision import set_precision
 from tfmm.train.strategy import choose_strategy, is_chief
 from tfmm.train.xla_fusion import fusion_enabled, xla_fusion
@@ -29,6 +30,7 @@ class TrainingSession:
         if config.train.deterministic:
             tf.config.experimental.enable_op_determinism()
         self.policy = set_precision(config.train.mixed_precision)
+        check_matmul_precision(config.train.matmul_precision)
         if config.train.accumulation_steps > 1 and self.policy == "mixed_float16":
             raise TfmmError("train.accumulation_steps with mixed_float16 (loss scaling on GPU) is not supported: Keras' "
                             "LossScaleOptimizer hides the accumulating optimizer's step count that resuming needs")
@@ -66,6 +68,9 @@ class TrainingSession:
         steps = config.train.steps_per_epoch or example_count // batch
         if steps == 0:
             raise TfmmError(f"data.batch_size {config.data.batch_size} is larger than the training split ({example_count})")
+        # Again here: building the data (a first run generates its TFDS dataset) may have drawn random numbers,
+        # and the initial weights must not depend on whether it did.
+        keras.utils.set_random_seed(config.train.seed)
         with self.strategy.scope():
             model = build_model()
             multipliers = learning_rate_multipliers(model) if learning_rate_multipliers else None
@@ -75,10 +80,12 @@ class TrainingSession:
         chief = is_chief()
         fused = fusion_enabled(config.train.xla_fusion, config.train.jit_compile)
         compiled = ", XLA" if config.train.jit_compile else ", XLA fusion" if fused else ""
-        print(f"training {task}: {model.count_params():,} parameters, {self.policy}{compiled}, "
+        matmuls = config.train.matmul_precision == "bfloat16"
+        precision = self.policy + (" with bfloat16 matmuls" if matmuls else "")
+        print(f"training {task}: {model.count_params():,} parameters, {precision}{compiled}, "
               f"{self.strategy.num_replicas_in_sync} replica(s), {steps} steps × {config.train.epochs} epochs → {run_path}")
         started = time.time()
-        with xla_fusion(fused):
+        with xla_fusion(fused), bfloat16_matmuls(matmuls):
             fit(model, train_stream, validation_data, config.train, run_path, steps,
                 worker_index=self.worker_index, num_workers=self.num_workers)
         print(f"trained in {time.time() - started:.0f} s")
