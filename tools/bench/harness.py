@@ -159,7 +159,7 @@ def step_times(model, dataset, steps, warmup, fusion=False):
 
     timer = Timer()
     with xla_fusion(fusion):
-        model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
+        model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0, shuffle=False)
     return timer.times[warmup:]
 
 
