@@ -20,7 +20,7 @@ def _wrap_keras_hub_backbone(backbone, field, image_size=None, sequence_length=N
     from tfmm.encoders.vit_image_encoder import ViTImageEncoder
 
     if isinstance(backbone, keras_hub.models.ViTBackbone):
-        return ViTImageEncoder(backbone=backbone, dtype=dtype)
+        return ViTImageEncoder.from_keras_hub(backbone, dtype=dtype)
     if isinstance(backbone, keras_hub.models.ResNetBackbone):
         return ResNetImageEncoder(backbone=backbone, image_size=image_size, dtype=dtype)
     if isinstance(backbone, keras_hub.models.BertBackbone):
@@ -125,13 +125,17 @@ def set_trainable(encoder, mode):
 
 def transformer_blocks(encoder):
     """The transformer blocks of an encoder, in order (keras-hub's `encoder_layers` / `transformer_layers`
-    lists, however deep they sit, or its `TransformerEncoder` layers), or [] for one without."""
+    lists, however deep they sit, or its `TransformerEncoder` / tfmm `TransformerBlock` layers), or [] for one
+    without."""
     for layer in encoder._flatten_layers(include_self=True):
         for attribute in ("encoder_layers", "transformer_layers"):
             blocks = getattr(layer, attribute, None)
             if blocks:
                 return list(blocks)
-    return [layer for layer in _leaf_blocks(encoder) if isinstance(layer, keras_hub.layers.TransformerEncoder)]
+    from tfmm.layers import TransformerBlock
+
+    kinds = (keras_hub.layers.TransformerEncoder, TransformerBlock)
+    return [layer for layer in _leaf_blocks(encoder) if isinstance(layer, kinds)]
 
 
 def _leaf_blocks(model, atomic=frozenset()):

@@ -1,7 +1,7 @@
 import keras
 import keras_hub
 
-from tfmm.layers import TokenPooling
+from tfmm.layers import TokenPooling, TransformerBlock
 
 SIZES = {
     "tiny": dict(hidden_dim=32, num_layers=1, num_heads=2, intermediate_dim=64),
@@ -12,7 +12,7 @@ SIZES = {
 
 @keras.saving.register_keras_serializable(package="tfmm")
 class TransformerTextEncoder(keras_hub.models.Backbone):
-    """Token + position embeddings and pre-norm keras-hub `TransformerEncoder` blocks."""
+    """Token + position embeddings and pre-norm `TransformerBlock`s (keras-hub's `TransformerEncoder` maths)."""
 
     def __init__(self, vocabulary_size, sequence_length, hidden_dim=128, num_layers=2, num_heads=4,
                  intermediate_dim=256, dropout=0.0, dtype=None, **kwargs):
@@ -22,10 +22,8 @@ class TransformerTextEncoder(keras_hub.models.Backbone):
             vocabulary_size, sequence_length, hidden_dim, dtype=dtype, name="embedding"
         )(token_ids)
         for layer in range(num_layers):
-            x = keras_hub.layers.TransformerEncoder(
-                intermediate_dim, num_heads, dropout=dropout, activation="gelu", normalize_first=True,
-                dtype=dtype, name=f"block{layer}",
-            )(x, padding_mask=padding_mask)
+            x = TransformerBlock(hidden_dim, num_heads, intermediate_dim, dropout=dropout, dtype=dtype,
+                                 name=f"block{layer}")(x, padding_mask=padding_mask)
         x = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name="final_norm")(x)
         pooled = TokenPooling("mean", dtype=dtype, name="pool")(x, padding_mask)
         super().__init__(
@@ -40,6 +38,9 @@ class TransformerTextEncoder(keras_hub.models.Backbone):
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
         self.output_dim = hidden_dim
+
+    def default_lora_layer_names(self):
+        return ["qkv"]  # each block's query-key-value projection
 
     def get_config(self):
         config = super().get_config()

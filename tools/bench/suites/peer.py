@@ -40,15 +40,12 @@ def add_arguments(parser):
 
 
 def tiny_clip(width=256, layers=4, vocabulary=2048):
-    import keras_hub
-
     from tfmm.encoders import TransformerTextEncoder, ViTImageEncoder
     from tfmm.models import CLIPBackbone, ContrastiveRetriever
 
-    vit = keras_hub.models.ViTBackbone(image_shape=(64, 64, 3), patch_size=8, num_layers=layers, num_heads=4,
-                                       hidden_dim=width, mlp_dim=4 * width)
+    vit = ViTImageEncoder(64, patch_size=8, hidden_dim=width, num_layers=layers, num_heads=4, mlp_dim=4 * width)
     text = TransformerTextEncoder(vocabulary, 32, hidden_dim=width, num_layers=layers, num_heads=4, intermediate_dim=4 * width)
-    return ContrastiveRetriever(CLIPBackbone(ViTImageEncoder(vit), text, embedding_dim=width))  # no preprocessor: tensors in
+    return ContrastiveRetriever(CLIPBackbone(vit, text, embedding_dim=width))  # no preprocessor: tensors in
 
 
 def random_inputs(batch, vocabulary=2048):
