@@ -99,4 +99,7 @@ def test_loss_ignores_padding_and_adds_the_attention_regulariser():
         pytest.approx(expected, rel=1e-4)
     smoothed = tiny_tasks.captioner("gru_attention", LENGTH, label_smoothing=0.1)
     smoothed.set_weights(model.get_weights())
-    assert loss(smoothed, y, weights) != pytest.approx(loss(model, y, weights), rel=1e-4)
+    # label smoothing ε: the target is (1 - ε) on the word and ε / V spread over the whole vocabulary
+    spread = log_softmax.mean(-1)
+    expected_smoothed = -(((1 - 0.1) * picked + 0.1 * spread) * weights).sum() / weights.sum()
+    assert loss(smoothed, y, weights) == pytest.approx(expected_smoothed, rel=1e-5)
