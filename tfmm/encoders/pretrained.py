@@ -12,6 +12,7 @@ import keras
 import keras_hub
 
 from tfmm.errors import TfmmError
+from tfmm.layers import TransformerBlock
 
 
 def _wrap_keras_hub_backbone(backbone, field, image_size=None, sequence_length=None, dtype=None):
@@ -132,8 +133,6 @@ def transformer_blocks(encoder):
             blocks = getattr(layer, attribute, None)
             if blocks:
                 return list(blocks)
-    from tfmm.layers import TransformerBlock
-
     kinds = (keras_hub.layers.TransformerEncoder, TransformerBlock)
     return [layer for layer in _leaf_blocks(encoder) if isinstance(layer, kinds)]
 

@@ -32,7 +32,6 @@ INFER_LIST = (
     "Selu", "SeluGrad", "Sigmoid", "SigmoidGrad", "Softmax", "Softplus", "SoftplusGrad", "Softsign",
     "SoftsignGrad", "Sqrt", "Square", "SquaredDifference", "Sum", "Tanh", "TanhGrad",
 )
-PRECISIONS = ("float32", "bfloat16")
 
 
 def check_matmul_precision(precision):
