@@ -1,7 +1,8 @@
 """open_clip side of `python -m tools.bench peer`; runs in its own virtual environment (tools/.venv-openclip).
 
-Arguments: steps warmup batch threads repeats modes ("float32,bfloat16" or "float32"). Builds the tiny CLIP
-of the benchmark spec and prints one JSON line:
+Arguments: steps warmup batch threads repeats modes ("float32,bfloat16" or "float32") parts (any of
+"train,infer,matmul"; the bench runs the training part in rounds between tfmm's). Builds the tiny CLIP of the
+benchmark spec and prints one JSON line with the parts asked for:
 {"train": {"float32": [step seconds...], "bfloat16": [...]},
  "infer": {"float32 batch 1": {"image": [seconds...], "text": [...]}, ...},
  "matmul": {"PyTorch float32 2048×2048×2048": GFLOP/s, ...}}.
@@ -79,15 +80,15 @@ def matmul_gflops(modes, seconds=1.0):
     return results
 
 
-def main(steps, warmup, batch, threads, repeats, modes):
+def main(steps, warmup, batch, threads, repeats, modes, parts):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     modes = modes.split(",")
-    results = {"train": {mode: train_times(mode, steps, warmup, batch) for mode in modes},
-               "infer": {f"{mode} batch {b}": infer_times(mode, b, repeats) for mode in modes for b in (1, 64)},
-               "matmul": matmul_gflops(modes)}
-    print(json.dumps(results))
+    make = {"train": lambda: {mode: train_times(mode, steps, warmup, batch) for mode in modes},
+            "infer": lambda: {f"{mode} batch {b}": infer_times(mode, b, repeats) for mode in modes for b in (1, 64)},
+            "matmul": lambda: matmul_gflops(modes)}
+    print(json.dumps({part: make[part]() for part in parts.split(",")}))
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:6]), sys.argv[6])
+    main(*(int(a) for a in sys.argv[1:6]), *sys.argv[6:8])

@@ -34,6 +34,7 @@ CURVE_MODES = ("float32", "float32 + XLA fusion", "mixed_bfloat16 + XLA fusion",
 def add_arguments(parser):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="training rounds that alternate the two frameworks")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20, help="timed inference calls per row")
     parser.add_argument("--curve-epochs", type=int, default=4, help="epochs of the retrieval app per loss curve")
@@ -66,8 +67,8 @@ def precision_mode(mixed):
 
 
 def tfmm_training(modes, steps, warmup, batch, smoke):
-    """{mode: median seconds per step}, each mode in a fresh process (as open_clip's side runs): in one process
-    the later modes ran up to 25 % slower than the same mode alone."""
+    """{"tfmm MODE": step seconds}, each mode in a fresh process (as open_clip's side runs): in one process the
+    later modes ran up to 25 % slower than the same mode alone."""
     results = {}
     for name in modes:
         if smoke and MODES[name][2]:
@@ -78,8 +79,22 @@ def tfmm_training(modes, steps, warmup, batch, smoke):
     return results
 
 
+def training_in_rounds(modes, steps, warmup, batch, rounds, smoke, bfloat16):
+    """{"tfmm MODE" | "open_clip MODE": step seconds pooled over `rounds` rounds}. Each round runs every tfmm mode
+    and open_clip once, a share of the steps each, so both frameworks sample the same stretches of time: this
+    machine's speed drifts by up to 40 % within an hour, which one pass per side turned into its ratio."""
+    per_round = -(-steps // rounds)
+    pooled = {}
+    for _ in range(rounds):
+        theirs, _ = ((None, None) if smoke else open_clip_worker(per_round, warmup, batch, 1, bfloat16, "train"))
+        for name, times in (tfmm_training(modes, per_round, warmup, batch, smoke)
+                            | {f"open_clip {m}": t for m, t in (theirs or {}).get("train", {}).items()}).items():
+            pooled.setdefault(name, []).extend(times)
+    return pooled
+
+
 def mode_step_seconds(name, steps, warmup, batch, smoke):
-    """One training mode's median step seconds, in this process."""
+    """One training mode's step seconds, in this process."""
     from tfmm.train.matmul_precision import bfloat16_matmuls
 
     mixed, fusion, whole_step, matmuls = MODES[name]
@@ -87,7 +102,7 @@ def mode_step_seconds(name, steps, warmup, batch, smoke):
         model = tiny_clip(64, 1, 256) if smoke else tiny_clip()
         model.compile(optimizer=keras.optimizers.AdamW(1e-4, weight_decay=0.05), jit_compile=whole_step)
         data = tf.data.Dataset.from_tensors(random_inputs(batch, 256 if smoke else 2048)).repeat()
-        return float(np.median(step_times(model, data, steps, warmup, fusion)))
+        return [float(t) for t in step_times(model, data, steps, warmup, fusion)]
 
 
 def tfmm_inference(batches, repeats, smoke, folder, bfloat16):
@@ -142,16 +157,16 @@ def tfmm_inference(batches, repeats, smoke, folder, bfloat16):
     return results
 
 
-def open_clip_side(steps, warmup, batch, repeats, bfloat16):
-    """Runs the worker in its own virtual environment (torch + open_clip are never tfmm dependencies);
-    None with the reason when that environment is missing."""
+def open_clip_worker(steps, warmup, batch, repeats, bfloat16, parts):
+    """Runs the worker in its own virtual environment (torch + open_clip are never tfmm dependencies):
+    (its JSON, None), or (None, the reason) when that environment is missing."""
     python = VENV / "bin" / "python"
     if not python.exists():
         return None, (f"{VENV} is missing: create it with `python -m venv {VENV.relative_to(ROOT)} && "
                       f"{VENV.relative_to(ROOT)}/bin/pip install torch==2.14.1 torchvision==0.29.1 open_clip_torch`")
     out = subprocess.run([str(python), str(Path(__file__).parents[1] / "openclip_worker.py"), str(steps), str(warmup),
-                          str(batch), str(os.cpu_count()), str(repeats),
-                          "float32,bfloat16" if bfloat16 else "float32"], check=True, capture_output=True, text=True).stdout
+                          str(batch), str(os.cpu_count()), str(repeats), "float32,bfloat16" if bfloat16 else "float32",
+                          parts], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1]), None
 
 
@@ -182,7 +197,7 @@ def run(args, report):
     modes = [name for name in MODES if bfloat16 or "bfloat16" not in name]
     rates = matmul_gflops(((256, 256, 256),), 0.1, bfloat16) if smoke else matmul_gflops(bfloat16=bfloat16)
     theirs, missing = ((None, "smoke mode: the tfmm side only") if smoke else
-                       open_clip_side(steps, warmup, batch, repeats, bfloat16))
+                       open_clip_worker(steps, warmup, batch, repeats, bfloat16, "infer,matmul"))
     if theirs:
         rates.update(theirs["matmul"])
     else:
@@ -194,15 +209,16 @@ def run(args, report):
     model = tiny_clip(64, 1, 256) if smoke else tiny_clip()
     specs = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in random_inputs(batch, 256 if smoke else 2048).items()}
     step_flops = 3 * forward_flops(lambda x: model.backbone(x, training=False), specs)
-    seconds = tfmm_training(modes, steps, warmup, batch, smoke)
-    if theirs:
-        seconds.update({f"open_clip {mode}": float(np.median(t)) for mode, t in theirs["train"].items()})
+    rounds = 1 if smoke else args.rounds
+    seconds = {name: float(np.median(times)) for name, times in
+               training_in_rounds(modes, steps, warmup, batch, rounds, smoke, bfloat16).items()}
     rows = []
     for name, value in seconds.items():
         precision = "bfloat16" if "bfloat16" in name else "float32"
         achieved = step_flops / value / 1e9
         rows.append([name, round(batch / value, 1), round(value * 1000), round(achieved), f"{achieved / ceiling(rates, precision):.0%}"])
-    note = (f"{SPEC}; batch {batch}; median over {steps} steps after {warmup} warm-up steps. A step is "
+    note = (f"{SPEC}; batch {batch}; median over {rounds * -(-steps // rounds)} steps: {rounds} rounds, each running every "
+            f"row in its own process for {-(-steps // rounds)} steps after {warmup} warm-up steps. A step is "
             f"{step_flops / 1e9:.0f} GFLOP of matmuls (3× the forward pass counted from its graph).{emulated}")
     best = {side: max(batch / v for k, v in seconds.items() if k.startswith(side)) for side in ("tfmm", "open_clip") if
             any(k.startswith(side) for k in seconds)}
@@ -239,7 +255,7 @@ def run(args, report):
                      + emulated)
 
 
-if __name__ == "__main__":  # one training mode, from tfmm_training: prints its median step seconds
+if __name__ == "__main__":  # one training mode, from tfmm_training: prints its step seconds
     import tfmm  # noqa: F401  (TensorFlow without its start-up lines)
 
     print(json.dumps(mode_step_seconds(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
