@@ -80,3 +80,17 @@ def test_initial_weights_spread_like_keras_hubs():
              (reference._feedforward_output_dense, block.feedforward_output)]
     for theirs, ours in pairs:
         assert np.abs(ours.kernel.numpy()).max() == pytest.approx(np.abs(theirs.kernel.numpy()).max(), rel=0.05)
+
+
+def test_initial_kernels_are_independent_draws():
+    """No kernel starts as a copy of another's values (an unseeded Keras initializer shared by two layers holds
+    one seed: the second kernel was the first one's leading values), within a block or across blocks."""
+    from tfmm.encoders import TransformerTextEncoder
+
+    encoder = TransformerTextEncoder(50, 8, hidden_dim=64, num_layers=2, num_heads=4, intermediate_dim=128)
+    kernels = [w.numpy().ravel() for w in encoder.weights if w.path.endswith("/kernel") and "block" in w.path]
+    assert len(kernels) == 8
+    for i in range(len(kernels)):
+        for j in range(i + 1, len(kernels)):
+            n = min(kernels[i].size, kernels[j].size)
+            assert abs(np.corrcoef(kernels[i][:n], kernels[j][:n])[0, 1]) < 0.1, (i, j)

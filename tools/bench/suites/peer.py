@@ -35,6 +35,8 @@ def add_arguments(parser):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="training rounds that alternate the two frameworks")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated tfmm training modes to time (default: all; a slow machine can time fewer)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20, help="timed inference calls per row")
     parser.add_argument("--curve-epochs", type=int, default=4, help="epochs of the retrieval app per loss curve")
@@ -194,7 +196,10 @@ def run(args, report):
     # Without AMX or AVX-512 BF16 both frameworks emulate bfloat16 (many times slower than float32): left out.
     bfloat16 = native_bfloat16()
     emulated = "" if bfloat16 else " bfloat16 is left out: this CPU has no bfloat16 instructions (AMX or AVX-512 BF16)."
-    modes = [name for name in MODES if bfloat16 or "bfloat16" not in name]
+    unknown = sorted(set(args.modes.split(",")) - set(MODES))
+    if unknown:
+        raise SystemExit(f"peer: unknown --modes {', '.join(unknown)}; choose from: {', '.join(MODES)}")
+    modes = [name for name in args.modes.split(",") if bfloat16 or "bfloat16" not in name]
     rates = matmul_gflops(((256, 256, 256),), 0.1, bfloat16) if smoke else matmul_gflops(bfloat16=bfloat16)
     theirs, missing = ((None, "smoke mode: the tfmm side only") if smoke else
                        open_clip_worker(steps, warmup, batch, repeats, bfloat16, "infer,matmul"))
@@ -242,7 +247,7 @@ def run(args, report):
                      f"Median of {repeats} calls (a quarter of that for batch 64 on TFLite and SavedModel). TFLite runs "
                      "its batch-1 file once per example, as the exported towers are used; int8 is calibrated on 8 random inputs.")
 
-        curves = loss_curves([name for name in CURVE_MODES if name in modes], args.curve_epochs, smoke, folder)
+        curves = loss_curves([name for name in CURVE_MODES if name in modes or name == "float32"], args.curve_epochs, smoke, folder)
         reference = np.array(curves["float32"][0])
         rows = []
         for name, (losses, seconds) in curves.items():
