@@ -1,0 +1,51 @@
+"""Train one app's default config (its apps/<app>.toml, plus --set overrides) and print its scores on splits:
+the quick check that a change keeps an app's accuracy, between full bench runs.
+
+    python -m tools.train_and_score retrieval --splits test --set train.seed=1 --folder /tmp/check
+
+Prints one line, `RESULT {json}`: training seconds, the last epoch's losses, each split's numeric metrics (and
+the retrieval app's zero-shot scores on its held-out combinations). Runs and exports go under --folder.
+"""
+
+import argparse
+import csv
+import importlib
+import json
+import time
+from pathlib import Path
+
+from tools.bench.harness import app_config
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("app", help="retrieval, vqa, classify, segment, caption, assistant, ...")
+    parser.add_argument("--splits", default="test", help="comma-separated splits to score")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    parser.add_argument("--folder", type=Path, required=True, help="where runs and exports go")
+    args = parser.parse_args()
+
+    import tfmm  # noqa: F401  (TensorFlow without its start-up lines)
+    from tfmm.apps.runner import App
+
+    module = importlib.import_module(f"tfmm.apps.{args.app}")
+    app = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, App) and v is not App
+               and v.__module__ == module.__name__)()
+    config, runner = app_config(app, args.set, args.folder)
+    start = time.time()
+    task = runner.train(config)
+    result = {"seconds": round(time.time() - start)}
+    history = sorted(args.folder.glob("runs/**/history.csv"))
+    if history:
+        with open(history[-1], newline="") as f:
+            last = list(csv.DictReader(f))[-1]
+        result["last_epoch"] = {k: round(float(v), 4) for k, v in last.items() if "loss" in k}
+    for split in args.splits.split(","):
+        result[split] = {k: v for k, v in app.evaluate(task, config, split).items() if isinstance(v, (int, float))}
+    if hasattr(app, "zero_shot") and config.data.source == "shapes":
+        result["zero_shot_heldout"] = {k: v for k, v in app.zero_shot(task, config).items() if "accuracy" in k}
+    print("RESULT", json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
