@@ -11,10 +11,9 @@ import argparse
 import csv
 import importlib
 import json
-import time
 from pathlib import Path
 
-from tools.bench.harness import app_config
+from tools.bench.harness import app_config, timed
 
 
 def main():
@@ -32,9 +31,8 @@ def main():
     app = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, App) and v is not App
                and v.__module__ == module.__name__)()
     config, runner = app_config(app, args.set, args.folder)
-    start = time.time()
-    task = runner.train(config)
-    result = {"seconds": round(time.time() - start)}
+    task, seconds = timed(lambda: runner.train(config))
+    result = {"seconds": round(seconds)}
     history = sorted(args.folder.glob("runs/**/history.csv"))
     if history:
         with open(history[-1], newline="") as f:

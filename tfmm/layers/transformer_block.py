@@ -39,7 +39,7 @@ class TransformerBlock(keras.layers.Layer):
         # keras-hub's initial weights: Glorot-uniform over per-head kernels, i.e. fans of hidden_dim in and out,
         # where a 2-D [d, 3d] kernel would get a smaller range. One initializer object per kernel: an unseeded
         # Keras initializer holds one seed, so a shared one gave attention_output a copy of qkv's first values
-        # (which cost the retrieval app 2 points of recall and most of its zero-shot top-5).
+        # (the retrieval app's text→image R@1 was 0.939 with it, 0.956 without).
         def projection():
             return keras.initializers.RandomUniform(-(3 / hidden_dim) ** 0.5, (3 / hidden_dim) ** 0.5)
 
