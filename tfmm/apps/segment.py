@@ -60,6 +60,9 @@ class SegmentModelConfig:
     # beside every decoder level's features, so the words select a colour and a shape apart: held-out
     # combinations 0.608 → 0.821 and 0.961 → 0.920 in two seeds (BENCHMARKS.md notes); needs both targets
     attribute_maps: bool = False
+    # With attribute_maps: the words also pick the colour and the shape they name, and every decoder level gets
+    # where each fits and where both do (AttributeFit): a match that does not depend on the combinations seen
+    attribute_fit: bool = False
     # + this × the cross-entropy of the first decoder level's per-position shape classes against the shape under
     # each pixel (the built-in data has it): the features learn what each object is before the words select by
     # it; -1 = 1.0 on the built-in data, 0 elsewhere
@@ -95,6 +98,8 @@ class SegmentModelConfig:
             raise TfmmError(f"model.attribute_maps needs the shape and colour targets (model.shape_weight "
                             f"{weights['shape']}, model.colour_weight {weights['colour']} for data.source "
                             f"{root.data.source!r}) and a decoder (model.filters {self.filters})")
+        if self.attribute_fit and not self.attribute_maps:
+            raise TfmmError("model.attribute_fit reads the attribute maps: set model.attribute_maps = true too")
         levels = len(self.filters)
         if self.word_attention_levels > levels or (self.word_attention_levels == 0 and self.conditioning == "cross_attention"):
             raise TfmmError(f"model.word_attention_levels {self.word_attention_levels}: give 1 to {levels} for "
@@ -144,7 +149,7 @@ class Segment(App):
                                               m.num_heads, m.attention_levels(), m.coarse_logits,
                                               SHAPE_CLASSES if weights["shape"] else 0,
                                               COLOUR_CLASSES if weights["colour"] else 0, m.bottleneck_layers,
-                                              m.attribute_maps)
+                                              m.attribute_maps, m.attribute_fit)
         return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, presence_weight=m.presence_weight,
                                   threshold=m.threshold, shape_weight=weights["shape"], colour_weight=weights["colour"])
 

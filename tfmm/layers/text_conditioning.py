@@ -66,3 +66,37 @@ class WordAttention(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads}
+
+
+@keras.saving.register_keras_serializable(package="tfmm")
+class AttributeFit(keras.layers.Layer):
+    """Where a feature map fits the attribute the words name, from a head's class probabilities at each position:
+    each word gets a distribution over the `classes` plus "none of them"; a class counts as named by its most
+    confident word; a position fits by `1 - named_any × (1 - Σ_k p_k × named_k)` — 1 where the words name no class
+    (nothing to check) or the position's class is one they name. It reads each word and each position on its own, so
+    a colour and a shape it knows apart fit in combinations it never saw together.
+
+    `call(probabilities (B, H, W, K), words (B, L, D), padding_mask (B, L))` → (B, H, W, 1) in [0, 1]."""
+
+    def __init__(self, classes, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+        self.classify = keras.layers.Dense(classes + 1, dtype=self.dtype_policy, name="classify")
+
+    def build(self, probabilities_shape, words_shape, padding_mask_shape=None):
+        self.classify.build(words_shape)
+
+    def call(self, probabilities, words, padding_mask=None):
+        per_word = ops.softmax(self.classify(words))[..., : self.classes]
+        if padding_mask is not None:
+            per_word = per_word * ops.cast(padding_mask, per_word.dtype)[..., None]
+        named = ops.max(per_word, axis=1)  # (B, K)
+        matched = ops.sum(ops.cast(probabilities, named.dtype) * named[:, None, None, :], axis=-1, keepdims=True)
+        named_any = ops.max(named, axis=-1)[:, None, None, None]
+        return 1.0 - named_any * (1.0 - matched)
+
+    def compute_output_shape(self, probabilities_shape, words_shape, padding_mask_shape=None):
+        return (*probabilities_shape[:-1], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}

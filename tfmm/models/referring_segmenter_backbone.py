@@ -1,7 +1,7 @@
 import keras
 import keras_hub
 
-from tfmm.layers.text_conditioning import FiLM, WordAttention
+from tfmm.layers.text_conditioning import AttributeFit, FiLM, WordAttention
 
 CONDITIONINGS = ("film", "cross_attention")
 
@@ -23,22 +23,28 @@ class DetachedSoftmax(keras.layers.Layer):
         return keras.ops.softmax(keras.ops.stop_gradient(logits))
 
 
-def _attribute_maps(x, shape_probabilities, colour_probabilities, level, dtype):
-    """`x` with both heads' class probabilities at its resolution beside its features."""
+def _attribute_maps(x, maps, level, dtype):
+    """`x` with `maps` ({name: (B, s, s, n)}: the heads' class probabilities, and where the words' attributes fit
+    when asked) resized to its resolution beside its features; with both fits, also their product (fits both)."""
     side = x.shape[1]
-    maps = []
-    for name, probabilities in (("shape", shape_probabilities), ("colour", colour_probabilities)):
-        size = probabilities.shape[1]
+    resized = {}
+    for name in (n for n in ("shape", "colour", "shape_fit", "colour_fit") if n in maps):  # the order presets keep
+        values = maps[name]
+        size = values.shape[1]
         if size > side:
-            probabilities = keras.layers.AveragePooling2D(size // side, dtype=dtype, name=f"{name}_maps{level}")(probabilities)
+            values = keras.layers.AveragePooling2D(size // side, dtype=dtype, name=f"{name}_maps{level}")(values)
         elif size < side:
-            probabilities = keras.layers.UpSampling2D(side // size, interpolation="bilinear", dtype=dtype,
-                                                      name=f"{name}_maps{level}")(probabilities)
-        # A per-channel scale (1 at the start; FiLM scales them next anyway) gives the maps a quantisation scale of
-        # their own: int8 TFLite cannot join softmax's fixed 1/256 scale to the features' in one concatenation.
-        maps.append(keras.layers.DepthwiseConv2D(1, use_bias=False, depthwise_initializer="ones", dtype=dtype,
-                                                 name=f"{name}_scale{level}")(probabilities))
-    return keras.layers.Concatenate(dtype=dtype, name=f"attributes{level}")([x, *maps])
+            values = keras.layers.UpSampling2D(side // size, interpolation="bilinear", dtype=dtype,
+                                               name=f"{name}_maps{level}")(values)
+        resized[name] = values
+    if "shape_fit" in resized and "colour_fit" in resized:
+        resized["both_fit"] = keras.layers.Multiply(dtype=dtype, name=f"both_fit{level}")(
+            [resized["shape_fit"], resized["colour_fit"]])
+    # A per-channel scale (1 at the start; FiLM scales them next anyway) gives each map a quantisation scale of its
+    # own: int8 TFLite cannot join softmax's fixed 1/256 scale to the features' in one concatenation.
+    scaled = [keras.layers.DepthwiseConv2D(1, use_bias=False, depthwise_initializer="ones", dtype=dtype,
+                                           name=f"{name}_scale{level}")(values) for name, values in resized.items()]
+    return keras.layers.Concatenate(dtype=dtype, name=f"attributes{level}")([x, *scaled])
 
 
 def _bottleneck_transformer(x, layers, num_heads, dtype):
@@ -83,11 +89,14 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
     a shape separately. Deep features learn colour and shape together: their colour head named 0.987 of the
     object pixels right on test scenes but 0.75 on colour–shape combinations training never showed, and "the
     purple object" on a purple square came back empty; the full-resolution head names 0.995 of those.
+    `attribute_fit` (needs `attribute_maps`): the words also pick the colour and the shape they name
+    (`AttributeFit`), and every decoder level gets where each fits and where both do, beside the class maps: a
+    factorised match that does not depend on which combinations training showed.
     """
 
     def __init__(self, text_encoder, image_size, filters=(8, 16, 32, 64, 128), conditioning="film", num_heads=4,
                  word_attention_levels=None, coarse_logits=False, shape_classes=0, colour_classes=0, bottleneck_layers=0,
-                 attribute_maps=False, dtype=None, **kwargs):
+                 attribute_maps=False, attribute_fit=False, dtype=None, **kwargs):
         if isinstance(text_encoder, dict):
             text_encoder = keras.layers.deserialize(text_encoder)
         if conditioning not in CONDITIONINGS:
@@ -100,6 +109,8 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
                              f"{len(filters)} for {conditioning} with filters {list(filters)}")
         if attribute_maps and not (shape_classes and colour_classes and len(filters) > 1):
             raise ValueError("attribute_maps needs shape_classes, colour_classes and a decoder (two filters or more)")
+        if attribute_fit and not attribute_maps:
+            raise ValueError("attribute_fit reads the attribute maps: it needs attribute_maps")
         if image_size % 2 ** (len(filters) - 1):
             raise ValueError(f"image_size {image_size} must be divisible by {2 ** (len(filters) - 1)} "
                              f"({len(filters) - 1} halvings for filters {list(filters)})")
@@ -123,6 +134,8 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
             if attribute_maps and level == 0:
                 outputs["colour_logits"] = keras.layers.Conv2D(colour_classes, 1, dtype="float32", name="colour_logits")(x)
                 maps["colour"] = DetachedSoftmax(dtype=dtype, name="colour_probabilities")(outputs["colour_logits"])
+                if attribute_fit:
+                    maps["colour_fit"] = AttributeFit(colour_classes, dtype=dtype, name="colour_fit")(maps["colour"], words, mask)
             skips.append(attend(x, f"skip{level}") if level >= coarsest else x)
             x = keras.layers.MaxPooling2D(dtype=dtype, name=f"pool{level}")(x)
         x = _conv_block(x, filters[-1], "bottleneck", dtype)
@@ -141,7 +154,9 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
             if attribute_maps:
                 if "shape" not in maps:
                     maps["shape"] = DetachedSoftmax(dtype=dtype, name="shape_probabilities")(outputs["shape_logits"])
-                x = _attribute_maps(x, maps["shape"], maps["colour"], level, dtype)
+                    if attribute_fit:
+                        maps["shape_fit"] = AttributeFit(shape_classes, dtype=dtype, name="shape_fit")(maps["shape"], words, mask)
+                x = _attribute_maps(x, maps, level, dtype)
             x = film(x, f"decode{level}")
             if coarse_logits and level == first_decoder and level:  # at full resolution there is nothing to add
                 coarse = keras.layers.Conv2D(1, 1, dtype="float32", name="coarse_logits")(x)
@@ -156,6 +171,7 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
         self.word_attention_levels, self.coarse_logits = word_attention_levels, bool(coarse_logits)
         self.shape_classes, self.colour_classes = int(shape_classes), int(colour_classes)
         self.bottleneck_layers, self.attribute_maps = int(bottleneck_layers), bool(attribute_maps)
+        self.attribute_fit = bool(attribute_fit)
 
     @property
     def sequence_length(self):
@@ -167,5 +183,6 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
                       filters=self.filters, conditioning=self.conditioning, num_heads=self.num_heads,
                       word_attention_levels=self.word_attention_levels, coarse_logits=self.coarse_logits,
                       shape_classes=self.shape_classes, colour_classes=self.colour_classes,
-                      bottleneck_layers=self.bottleneck_layers, attribute_maps=self.attribute_maps)
+                      bottleneck_layers=self.bottleneck_layers, attribute_maps=self.attribute_maps,
+                      attribute_fit=self.attribute_fit)
         return config
