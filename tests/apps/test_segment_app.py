@@ -130,6 +130,7 @@ def test_predict_plots_and_bad_input_is_one_line(trained, user_folder, tmp_path,
     ("model.colour_weight=0.5 data.source=easy_vqa", "model.colour_weight 0.5: only the built-in data"),
     ("model.attribute_maps=true model.colour_weight=0", "model.attribute_maps needs the shape and colour targets"),
     ("model.attribute_maps=true data.source=easy_vqa", "model.attribute_maps needs the shape and colour targets"),
+    ("model.attribute_fit=true", "model.attribute_fit reads the attribute maps: set model.attribute_maps = true too"),
 ])
 def test_settings_it_cannot_honour_are_refused(setting, message, capsys):
     assert run_cli("train", *(a for s in setting.split() for a in ("--set", s))) == 2

@@ -143,6 +143,40 @@ def test_attribute_maps_feed_each_decoder_level_both_heads_probabilities_without
                                    attribute_maps=True)
 
 
+def test_attribute_fit_joins_where_each_named_attribute_fits_and_where_both_do(tmp_path):
+    """`attribute_fit`: beside the class maps, each decoder level gets the colour fit (from the full-resolution
+    colour probabilities, averaged down), the shape fit (from the first decoder level's, upsampled) and their
+    product, each as `AttributeFit` gives it; the word classifiers learn from the mask's loss."""
+    plain = tiny_tasks.segmenter("film")
+    backbone = ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16, 32), num_heads=2,
+                                          shape_classes=3, colour_classes=4, attribute_maps=True, attribute_fit=True)
+    names = ["shape_fit", "colour_fit", "decode1_act1", "attributes1", "decode0_act1", "attributes0"]
+    parts = keras.Model(backbone.input, [backbone.get_layer(name).output for name in names])
+    inputs = _inputs(plain, 2)
+    shape_fit, colour_fit, features1, joined1, features0, joined0 = (np.asarray(t, np.float64) for t in parts(inputs))
+    assert shape_fit.shape == (2, IMAGE_SIZE // 2, IMAGE_SIZE // 2, 1) and colour_fit.shape == (2, IMAGE_SIZE, IMAGE_SIZE, 1)
+    colour_pooled = colour_fit.reshape(2, IMAGE_SIZE // 2, 2, IMAGE_SIZE // 2, 2, 1).mean(axis=(2, 4))
+    np.testing.assert_allclose(joined1[..., -3:], np.concatenate([shape_fit, colour_pooled, shape_fit * colour_pooled], -1),
+                               atol=1e-5)
+    np.testing.assert_allclose(joined1[..., :features1.shape[-1]], features1, atol=1e-6)
+    assert joined1.shape[-1] == features1.shape[-1] + 3 + 4 + 3  # features, shape and colour classes, three fits
+    shape_up = _bilinear_upsample(shape_fit[..., 0], 2)[..., None]
+    np.testing.assert_allclose(joined0[..., -3:], np.concatenate([shape_up, colour_fit, shape_up * colour_fit], -1),
+                               atol=1e-5)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(backbone(inputs)["logits"])
+    gradients = dict(zip([v.path for v in backbone.trainable_variables], tape.gradient(total, backbone.trainable_variables)))
+    assert np.any(gradients["shape_fit/classify/kernel"]) and np.any(gradients["colour_fit/classify/kernel"])
+    assert gradients["colour_logits/kernel"] is None  # the fits read the detached probabilities
+    backbone.save(tmp_path / "backbone.keras")
+    loaded = keras.saving.load_model(tmp_path / "backbone.keras")
+    assert loaded.attribute_fit
+    np.testing.assert_allclose(loaded(inputs)["logits"], backbone(inputs)["logits"], atol=1e-6)
+    with pytest.raises(ValueError, match="attribute_fit reads the attribute maps"):
+        ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16), shape_classes=3,
+                                   colour_classes=4, attribute_fit=True)
+
+
 def test_loss_is_cross_entropy_plus_dice_plus_presence_against_numpy():
     task = tiny_tasks.segmenter("film")
     task.presence_weight, task.threshold = 0.7, 0.6

@@ -9,14 +9,14 @@ from tfmm.layers.gru_attention_decoder import GRUAttentionDecoder
 from tfmm.layers.image_converter import ImageConverter
 from tfmm.layers.projection_head import ProjectionHead
 from tfmm.layers.segment_ids import SegmentIds
-from tfmm.layers.text_conditioning import FiLM, WordAttention
+from tfmm.layers.text_conditioning import AttributeFit, FiLM, WordAttention
 from tfmm.layers.token_pooling import TokenPooling
 from tfmm.layers.transformer_block import TransformerBlock
 from tfmm.layers.transformer_caption_decoder import CaptionDecoderBlock, TransformerCaptionDecoder
 from tfmm.layers.vector_quantizer import VectorQuantizer
 
 __all__ = [
-    "DECODERS", "FUSIONS", "CaptionDecoderBlock", "ContrastiveHead", "FiLM", "FoldGroups", "FrameAttentionPooling",
+    "AttributeFit", "DECODERS", "FUSIONS", "CaptionDecoderBlock", "ContrastiveHead", "FiLM", "FoldGroups", "FrameAttentionPooling",
     "GRUAttentionDecoder", "ImageConverter", "ProjectionHead", "RepeatForGroups", "SegmentIds", "TokenPooling",
     "TransformerBlock",
     "TransformerCaptionDecoder", "UnfoldGroups", "VectorQuantizer", "WordAttention", "build_decoder", "build_fusion", "decoder_options",
