@@ -46,4 +46,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from tfmm.quiet import known_notices_filtered
+
+    with known_notices_filtered():
+        main()
