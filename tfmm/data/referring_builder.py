@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfmm.data import shapes
+from tfmm.data.generated_datasets import load_generated
 from tfmm.data.referring import KINDS, PER_SCENE, TRAINING_PER_SCENE, class_maps, referring_examples
 
 SCENE_SPLITS = {"train": "train", "validation": "validation", "test": "test", "heldout": "heldout", "phrasing": "test"}
@@ -92,4 +93,4 @@ class TfmmShapesReferring(tfds.core.GeneratorBasedBuilder):
 
 def load(split, config="default", data_dir=None, **kwargs):
     """Loads a split, building the dataset first if needed (offline)."""
-    return tfds.load(f"tfmm_shapes_referring/{config}", split=split, data_dir=data_dir or None, **kwargs)
+    return load_generated(f"tfmm_shapes_referring/{config}", split, data_dir or None, **kwargs)

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfmm.data import shapes
+from tfmm.data.generated_datasets import load_generated
 
 
 @dataclasses.dataclass
@@ -79,4 +80,4 @@ class TfmmShapes(tfds.core.GeneratorBasedBuilder):
 
 def load(split, config="default", data_dir=None, **kwargs):
     """Loads a split, building the dataset first if needed (offline, a few seconds)."""
-    return tfds.load(f"tfmm_shapes/{config}", split=split, data_dir=data_dir or None, **kwargs)
+    return load_generated(f"tfmm_shapes/{config}", split, data_dir or None, **kwargs)
