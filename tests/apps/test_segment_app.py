@@ -285,3 +285,22 @@ def test_a_text_encoder_the_retrieval_app_saved_starts_the_segmenter(trained, tm
     assert preprocessor.vocabulary == vocabulary
     for got, saved in zip(task.backbone.text_encoder.weights, encoder.weights):
         np.testing.assert_array_equal(got.numpy(), saved.numpy())
+
+
+def test_attribute_fit_matches_the_class_names_first_pieces_in_the_vocabulary():
+    """The ids `model.attribute_fit` looks for: each class's words as the vocabulary spells them ("crosses" →
+    "cross" ##es: the id of "cross"); a vocabulary without a class's word is refused by name."""
+    from tfmm.apps.segment import Segment, SegmentModelConfig
+    from tfmm.errors import TfmmError
+    from tfmm.text import WordPieceTokenizer
+
+    vocabulary = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "the", "circle", "##s", "cross", "##es", "square",
+                  "triangle", "star", "red", "green", "blue", "yellow", "purple", "white"]
+    model = SegmentModelConfig(attribute_maps=True, attribute_fit=True)
+    words = Segment.attribute_words(model, WordPieceTokenizer(vocabulary=vocabulary))
+    v = vocabulary.index
+    assert words == {"shape": [[], *([v(s)] * 2 for s in ("circle", "square", "triangle", "star", "cross"))],
+                     "colour": [[], *([v(c)] for c in ("red", "green", "blue", "yellow", "purple", "white"))]}
+    assert Segment.attribute_words(SegmentModelConfig(), WordPieceTokenizer(vocabulary=vocabulary)) is None
+    with pytest.raises(TfmmError, match="the vocabulary has no token for purple"):
+        Segment.attribute_words(model, WordPieceTokenizer(vocabulary=[v for v in vocabulary if v != "purple"]))

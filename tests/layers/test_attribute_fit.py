@@ -1,7 +1,10 @@
 import numpy as np
+import pytest
 
 from tfmm.layers import AttributeFit
 from tfmm.testing import assert_layer_round_trip
+
+CLASS_TOKEN_IDS = [[], [5, 6], [7], [9]]  # class 0 (say, background) named by no word; class 1 by two
 
 
 def _softmax(x):
@@ -9,16 +12,12 @@ def _softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
-def _oracle(layer, probabilities, words, padding_mask):
-    """Brute force: loop over examples, classes and words."""
-    kernel, bias = (np.asarray(w, np.float64) for w in layer.classify.get_weights())
-    classes = probabilities.shape[-1]
+def _oracle(probabilities, token_ids, padding_mask):
+    """Brute force: loop over examples, classes and tokens."""
     out = np.zeros(probabilities.shape[:-1] + (1,))
-    for b in range(len(words)):
-        named = np.zeros(classes)
-        for word, valid in zip(words[b], padding_mask[b]):
-            if valid:
-                named = np.maximum(named, _softmax(word @ kernel + bias)[:classes])
+    for b in range(len(token_ids)):
+        named = np.array([any(valid and token in ids for token, valid in zip(token_ids[b], padding_mask[b]))
+                          for ids in CLASS_TOKEN_IDS], float)
         matched = (probabilities[b] * named).sum(-1)
         out[b, ..., 0] = 1 - named.max() * (1 - matched)
     return out
@@ -26,29 +25,22 @@ def _oracle(layer, probabilities, words, padding_mask):
 
 def test_attribute_fit_matches_a_brute_force_loop_and_ignores_padding():
     rng = np.random.default_rng(0)
-    layer = AttributeFit(4)
-    probabilities = _softmax(rng.normal(size=(3, 5, 5, 4)) * 3).astype("float32")
-    words = rng.normal(size=(3, 6, 8)).astype("float32")
-    padding_mask = np.array([[1] * 6, [1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]], bool)
-    got = np.asarray(layer(probabilities, words, padding_mask))
-    np.testing.assert_allclose(got, _oracle(layer, probabilities, words, padding_mask), atol=1e-5)
-    padded = words.copy()
-    padded[1, 3:] = 100.0  # what sits under the padding cannot change the fit
-    np.testing.assert_allclose(np.asarray(layer(probabilities, padded, padding_mask)), got, atol=1e-6)
-    assert_layer_round_trip(layer, probabilities, words, padding_mask)
+    layer = AttributeFit(CLASS_TOKEN_IDS)
+    probabilities = _softmax(rng.normal(size=(4, 5, 5, 4)) * 3).astype("float32")
+    token_ids = np.array([[1, 5, 9, 2, 0, 0], [1, 3, 4, 2, 7, 0], [1, 6, 2, 0, 0, 0], [1, 3, 2, 0, 0, 0]], "int32")
+    padding_mask = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0]], bool)
+    got = np.asarray(layer(probabilities, token_ids, padding_mask))
+    np.testing.assert_allclose(got, _oracle(probabilities, token_ids, padding_mask), atol=1e-6)
+    np.testing.assert_allclose(got[3], 1.0)  # names nothing: fits everywhere
+    np.testing.assert_allclose(got[1], 1.0)  # the 7 sits under the padding
+    assert_layer_round_trip(layer, probabilities, token_ids, padding_mask)
 
 
-def test_a_word_that_names_a_class_fits_only_positions_of_that_class():
-    """With the word classifier set by hand: a word naming class 2 fits the positions whose class is 2 and no
-    other; words naming nothing fit everywhere (nothing to check)."""
-    layer = AttributeFit(3)
-    layer(np.zeros((1, 2, 2, 3), "float32"), np.zeros((1, 2, 4), "float32"))
-    kernel = np.zeros((4, 4), "float32")
-    kernel[np.arange(4), np.arange(4)] = 20.0  # one-hot word k → class k (k = 3: "none of them")
-    layer.classify.set_weights([kernel, np.zeros(4, "float32")])
-    probabilities = np.eye(3, dtype="float32")[[[0, 1], [2, 2]]][None]  # positions of classes 0, 1 / 2, 2
-    none, names_two = np.eye(4, dtype="float32")[3], np.eye(4, dtype="float32")[2]
-    fit = np.asarray(layer(probabilities, np.stack([none, names_two])[None]))[0, ..., 0]
-    np.testing.assert_allclose(fit, [[0, 0], [1, 1]], atol=1e-6)
-    fit = np.asarray(layer(probabilities, np.stack([none, none])[None]))[0, ..., 0]
-    np.testing.assert_allclose(fit, np.ones((2, 2)), atol=1e-6)
+def test_named_classes_fit_only_their_positions():
+    """One-hot positions of classes 0, 1 / 2, 3: "5 and 9" names classes 1 and 3, which fit there and nowhere else."""
+    layer = AttributeFit(CLASS_TOKEN_IDS)
+    probabilities = np.eye(4, dtype="float32")[[[0, 1], [2, 3]]][None]
+    fit = np.asarray(layer(probabilities, np.array([[5, 9]], "int32")))[0, ..., 0]
+    np.testing.assert_array_equal(fit, [[0, 1], [0, 1]])
+    with pytest.raises(ValueError, match="a token names two classes"):
+        AttributeFit([[1], [1, 2]])

@@ -143,38 +143,54 @@ def test_attribute_maps_feed_each_decoder_level_both_heads_probabilities_without
                                    attribute_maps=True)
 
 
-def test_attribute_fit_joins_where_each_named_attribute_fits_and_where_both_do(tmp_path):
-    """`attribute_fit`: beside the class maps, each decoder level gets the colour fit (from the full-resolution
+def test_attribute_words_join_where_each_named_attribute_fits_and_where_both_do(tmp_path):
+    """`attribute_words`: beside the class maps, each decoder level gets the colour fit (from the full-resolution
     colour probabilities, averaged down), the shape fit (from the first decoder level's, upsampled) and their
-    product, each as `AttributeFit` gives it; the word classifiers learn from the mask's loss."""
+    product, each as `AttributeFit` gives it from the words' ids; the logits add the sentence's gain × (2 fit − 1)."""
     plain = tiny_tasks.segmenter("film")
-    backbone = ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16, 32), num_heads=2,
-                                          shape_classes=3, colour_classes=4, attribute_maps=True, attribute_fit=True)
-    names = ["shape_fit", "colour_fit", "decode1_act1", "attributes1", "decode0_act1", "attributes0"]
-    parts = keras.Model(backbone.input, [backbone.get_layer(name).output for name in names])
     inputs = _inputs(plain, 2)
-    shape_fit, colour_fit, features1, joined1, features0, joined0 = (np.asarray(t, np.float64) for t in parts(inputs))
-    assert shape_fit.shape == (2, IMAGE_SIZE // 2, IMAGE_SIZE // 2, 1) and colour_fit.shape == (2, IMAGE_SIZE, IMAGE_SIZE, 1)
+    first, second = (int(i) for i in np.asarray(inputs["token_ids"])[0, 1:3])  # two words of the first expression
+    words = {"shape": [[], [first], []], "colour": [[], [], [second], []]}
+    backbone = ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16, 32), num_heads=2,
+                                          shape_classes=3, colour_classes=4, attribute_maps=True, attribute_words=words)
+    gain = backbone.get_layer("fit_gain")
+    gain.set_weights([np.full_like(w, 0.05) for w in gain.get_weights()])  # 0 at the start; a gain to check
+    names = ["shape_probabilities", "colour_probabilities", "shape_fit", "colour_fit", "decode1_act1", "attributes1",
+             "attributes0", "logits", "fit_gain", "mask_logits"]
+    parts = keras.Model(backbone.input, [backbone.get_layer(name).output for name in names])
+    (shape_p, colour_p, shape_fit, colour_fit, features1, joined1, joined0, logits_before, sentence_gain,
+     logits) = (np.asarray(t, np.float64) for t in parts(inputs))
+    expected_shape_fit = np.where(np.isin(np.asarray(inputs["token_ids"]), [first]).any(1)[:, None, None],
+                                  shape_p[..., 1], 1.0)
+    np.testing.assert_allclose(shape_fit[..., 0], expected_shape_fit, atol=1e-5)
+    expected_colour_fit = np.where(np.isin(np.asarray(inputs["token_ids"]), [second]).any(1)[:, None, None],
+                                   colour_p[..., 2], 1.0)
+    np.testing.assert_allclose(colour_fit[..., 0], expected_colour_fit, atol=1e-5)
     colour_pooled = colour_fit.reshape(2, IMAGE_SIZE // 2, 2, IMAGE_SIZE // 2, 2, 1).mean(axis=(2, 4))
     np.testing.assert_allclose(joined1[..., -3:], np.concatenate([shape_fit, colour_pooled, shape_fit * colour_pooled], -1),
                                atol=1e-5)
     np.testing.assert_allclose(joined1[..., :features1.shape[-1]], features1, atol=1e-6)
     assert joined1.shape[-1] == features1.shape[-1] + 3 + 4 + 3  # features, shape and colour classes, three fits
     shape_up = _bilinear_upsample(shape_fit[..., 0], 2)[..., None]
-    np.testing.assert_allclose(joined0[..., -3:], np.concatenate([shape_up, colour_fit, shape_up * colour_fit], -1),
-                               atol=1e-5)
+    both = shape_up * colour_fit
+    np.testing.assert_allclose(joined0[..., -3:], np.concatenate([shape_up, colour_fit, both], -1), atol=1e-5)
+    np.testing.assert_allclose(logits, logits_before[..., 0] + sentence_gain[:, :, None] * (2 * both[..., 0] - 1), atol=1e-5)
+    assert np.ptp(both) > 0.1  # the fits are not constant: the check above sees them
     with tf.GradientTape() as tape:
         total = tf.reduce_sum(backbone(inputs)["logits"])
     gradients = dict(zip([v.path for v in backbone.trainable_variables], tape.gradient(total, backbone.trainable_variables)))
-    assert np.any(gradients["shape_fit/classify/kernel"]) and np.any(gradients["colour_fit/classify/kernel"])
+    assert np.any(gradients["fit_gain/kernel"])
     assert gradients["colour_logits/kernel"] is None  # the fits read the detached probabilities
     backbone.save(tmp_path / "backbone.keras")
     loaded = keras.saving.load_model(tmp_path / "backbone.keras")
-    assert loaded.attribute_fit
+    assert loaded.attribute_words == words
     np.testing.assert_allclose(loaded(inputs)["logits"], backbone(inputs)["logits"], atol=1e-6)
-    with pytest.raises(ValueError, match="attribute_fit reads the attribute maps"):
+    with pytest.raises(ValueError, match="attribute_words feed fits of the attribute maps"):
         ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16), shape_classes=3,
-                                   colour_classes=4, attribute_fit=True)
+                                   colour_classes=4, attribute_words=words)
+    with pytest.raises(ValueError, match="attribute_words needs ids for each of 3 shape and 4 colour classes"):
+        ReferringSegmenterBackbone(plain.backbone.text_encoder, IMAGE_SIZE, filters=(8, 16), shape_classes=3,
+                                   colour_classes=4, attribute_maps=True, attribute_words={"shape": [[]], "colour": []})
 
 
 def test_loss_is_cross_entropy_plus_dice_plus_presence_against_numpy():

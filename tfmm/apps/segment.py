@@ -15,7 +15,7 @@ from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
 from tfmm.config import DataConfig, TrainConfig, app_config, at_least, one_of, positive, variant
 from tfmm.data import DataChecks, build_pipeline, read_image_files
-from tfmm.data.referring import COLOUR_CLASSES, SHAPE_CLASSES
+from tfmm.data.referring import CLASS_WORDS, COLOUR_CLASSES, SHAPE_CLASSES
 from tfmm.data.referring_sources import load_referring
 from tfmm.encoders import TEXT_ENCODERS, build_text_encoder
 from tfmm.errors import TfmmError
@@ -60,8 +60,9 @@ class SegmentModelConfig:
     # beside every decoder level's features, so the words select a colour and a shape apart: held-out
     # combinations 0.608 → 0.821 and 0.961 → 0.920 in two seeds (BENCHMARKS.md notes); needs both targets
     attribute_maps: bool = False
-    # With attribute_maps: the words also pick the colour and the shape they name, and every decoder level gets
-    # where each fits and where both do (AttributeFit): a match that does not depend on the combinations seen
+    # With attribute_maps: the colour and shape words of the expression (matched against the class names) pick
+    # where each fits; every decoder level and the mask get where both do (AttributeFit): a match that does not
+    # depend on the combinations seen
     attribute_fit: bool = False
     # + this × the cross-entropy of the first decoder level's per-position shape classes against the shape under
     # each pixel (the built-in data has it): the features learn what each object is before the words select by
@@ -149,9 +150,20 @@ class Segment(App):
                                               m.num_heads, m.attention_levels(), m.coarse_logits,
                                               SHAPE_CLASSES if weights["shape"] else 0,
                                               COLOUR_CLASSES if weights["colour"] else 0, m.bottleneck_layers,
-                                              m.attribute_maps, m.attribute_fit)
+                                              m.attribute_maps, self.attribute_words(m, preprocessor.tokenizer))
         return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, presence_weight=m.presence_weight,
                                   threshold=m.threshold, shape_weight=weights["shape"], colour_weight=weights["colour"])
+
+    @staticmethod
+    def attribute_words(model, tokenizer):
+        """With `model.attribute_fit`: the token ids that name each shape and colour class."""
+        if not model.attribute_fit:
+            return None
+        words = {a: [tokenizer.first_piece_ids(names) for names in classes] for a, classes in CLASS_WORDS.items()}
+        missing = [names[0] for a, classes in CLASS_WORDS.items() for names, ids in zip(classes, words[a]) if names and not ids]
+        if missing:
+            raise TfmmError(f"model.attribute_fit: the vocabulary has no token for {', '.join(missing)}")
+        return words
 
     def pipeline(self, config, examples, training, shard=None, repeat=False):
         """Batches of raw `({"images", "text"}, masks)`, or `{"mask", "shape_map", "colour_map"}` targets where the

@@ -169,6 +169,10 @@ SHAPE_CLASSES = len(SHAPES) + 1  # the classes of a `shape_map`: background, the
 COLOUR_CLASSES = len(COLOURS) + 1  # the classes of a `colour_map`: background, then each colour
 
 
+# The words that name each class of those maps (the background: none), for matching the words of an expression
+CLASS_WORDS = {"shape": [[], *([shape, _plural(shape)] for shape in SHAPES)], "colour": [[], *([c] for c in COLOURS)]}
+
+
 def class_maps(scene, image_size):
     """{"shape_map", "colour_map"}, uint8 (S, S): 0 where no object is, else 1 + the index in `shapes.SHAPES` /
     `shapes.COLOURS` of the object drawn there (the segmenter's auxiliary per-pixel targets: what each object is,

@@ -25,7 +25,8 @@ class DetachedSoftmax(keras.layers.Layer):
 
 def _attribute_maps(x, maps, level, dtype):
     """`x` with `maps` ({name: (B, s, s, n)}: the heads' class probabilities, and where the words' attributes fit
-    when asked) resized to its resolution beside its features; with both fits, also their product (fits both)."""
+    when asked) resized to its resolution beside its features; with both fits, also their product (fits both).
+    Returns the joined features and that product (None without the fits)."""
     side = x.shape[1]
     resized = {}
     for name in (n for n in ("shape", "colour", "shape_fit", "colour_fit") if n in maps):  # the order presets keep
@@ -44,7 +45,7 @@ def _attribute_maps(x, maps, level, dtype):
     # own: int8 TFLite cannot join softmax's fixed 1/256 scale to the features' in one concatenation.
     scaled = [keras.layers.DepthwiseConv2D(1, use_bias=False, depthwise_initializer="ones", dtype=dtype,
                                            name=f"{name}_scale{level}")(values) for name, values in resized.items()]
-    return keras.layers.Concatenate(dtype=dtype, name=f"attributes{level}")([x, *scaled])
+    return keras.layers.Concatenate(dtype=dtype, name=f"attributes{level}")([x, *scaled]), resized.get("both_fit")
 
 
 def _bottleneck_transformer(x, layers, num_heads, dtype):
@@ -89,14 +90,17 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
     a shape separately. Deep features learn colour and shape together: their colour head named 0.987 of the
     object pixels right on test scenes but 0.75 on colour–shape combinations training never showed, and "the
     purple object" on a purple square came back empty; the full-resolution head names 0.995 of those.
-    `attribute_fit` (needs `attribute_maps`): the words also pick the colour and the shape they name
-    (`AttributeFit`), and every decoder level gets where each fits and where both do, beside the class maps: a
-    factorised match that does not depend on which combinations training showed.
+    `attribute_words` (needs `attribute_maps`): {"shape": ids per shape class, "colour": ids per colour class},
+    the token ids that name each class; every decoder level gets where the colour and the shape the words name
+    fit (`AttributeFit`) and where both do, beside the class maps, and the logits add `g(sentence) × (2 fit − 1)`
+    at full resolution (g linear, 0 at the start): a factorised match that does not depend on which combinations
+    training showed, with a path to the mask the decoder cannot bend, whose weight the sentence sets (a relation
+    names its anchor's colour and shape, not its target's).
     """
 
     def __init__(self, text_encoder, image_size, filters=(8, 16, 32, 64, 128), conditioning="film", num_heads=4,
                  word_attention_levels=None, coarse_logits=False, shape_classes=0, colour_classes=0, bottleneck_layers=0,
-                 attribute_maps=False, attribute_fit=False, dtype=None, **kwargs):
+                 attribute_maps=False, attribute_words=None, dtype=None, **kwargs):
         if isinstance(text_encoder, dict):
             text_encoder = keras.layers.deserialize(text_encoder)
         if conditioning not in CONDITIONINGS:
@@ -109,8 +113,11 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
                              f"{len(filters)} for {conditioning} with filters {list(filters)}")
         if attribute_maps and not (shape_classes and colour_classes and len(filters) > 1):
             raise ValueError("attribute_maps needs shape_classes, colour_classes and a decoder (two filters or more)")
-        if attribute_fit and not attribute_maps:
-            raise ValueError("attribute_fit reads the attribute maps: it needs attribute_maps")
+        if attribute_words and not attribute_maps:
+            raise ValueError("attribute_words feed fits of the attribute maps: they need attribute_maps")
+        if attribute_words and [len(attribute_words.get(a, ())) for a in ("shape", "colour")] != [shape_classes, colour_classes]:
+            raise ValueError(f"attribute_words needs ids for each of {shape_classes} shape and {colour_classes} colour "
+                             f"classes, got {attribute_words}")
         if image_size % 2 ** (len(filters) - 1):
             raise ValueError(f"image_size {image_size} must be divisible by {2 ** (len(filters) - 1)} "
                              f"({len(filters) - 1} halvings for filters {list(filters)})")
@@ -134,8 +141,9 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
             if attribute_maps and level == 0:
                 outputs["colour_logits"] = keras.layers.Conv2D(colour_classes, 1, dtype="float32", name="colour_logits")(x)
                 maps["colour"] = DetachedSoftmax(dtype=dtype, name="colour_probabilities")(outputs["colour_logits"])
-                if attribute_fit:
-                    maps["colour_fit"] = AttributeFit(colour_classes, dtype=dtype, name="colour_fit")(maps["colour"], words, mask)
+                if attribute_words:
+                    maps["colour_fit"] = AttributeFit(attribute_words["colour"], dtype=dtype,
+                                                      name="colour_fit")(maps["colour"], text["token_ids"], mask)
             skips.append(attend(x, f"skip{level}") if level >= coarsest else x)
             x = keras.layers.MaxPooling2D(dtype=dtype, name=f"pool{level}")(x)
         x = _conv_block(x, filters[-1], "bottleneck", dtype)
@@ -154,9 +162,10 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
             if attribute_maps:
                 if "shape" not in maps:
                     maps["shape"] = DetachedSoftmax(dtype=dtype, name="shape_probabilities")(outputs["shape_logits"])
-                    if attribute_fit:
-                        maps["shape_fit"] = AttributeFit(shape_classes, dtype=dtype, name="shape_fit")(maps["shape"], words, mask)
-                x = _attribute_maps(x, maps, level, dtype)
+                    if attribute_words:
+                        maps["shape_fit"] = AttributeFit(attribute_words["shape"], dtype=dtype,
+                                                         name="shape_fit")(maps["shape"], text["token_ids"], mask)
+                x, both_fit = _attribute_maps(x, maps, level, dtype)
             x = film(x, f"decode{level}")
             if coarse_logits and level == first_decoder and level:  # at full resolution there is nothing to add
                 coarse = keras.layers.Conv2D(1, 1, dtype="float32", name="coarse_logits")(x)
@@ -165,13 +174,20 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
         logits = keras.layers.Conv2D(1, 1, dtype="float32", name="logits")(x)
         if coarse is not None:
             logits = keras.layers.Add(dtype="float32", name="with_coarse")([logits, coarse])
+        if attribute_words:
+            gain = keras.layers.Dense(1, kernel_initializer="zeros", dtype="float32", name="fit_gain")(sentence)
+            gain = keras.layers.Reshape((1, 1, 1), dtype="float32", name="fit_gain_map")(gain)
+            signed = keras.layers.Rescaling(2.0, offset=-1.0, dtype="float32", name="signed_fit")(both_fit)
+            fit_logits = keras.layers.Multiply(dtype="float32", name="fit_logits")([signed, gain])
+            logits = keras.layers.Add(dtype="float32", name="with_fit")([logits, fit_logits])
         logits = keras.layers.Reshape((image_size, image_size), dtype="float32", name="mask_logits")(logits)
         super().__init__(inputs={"images": images, **text}, outputs={"logits": logits, **outputs}, dtype=dtype, **kwargs)
         self.image_size, self.filters, self.conditioning, self.num_heads = image_size, list(filters), conditioning, num_heads
         self.word_attention_levels, self.coarse_logits = word_attention_levels, bool(coarse_logits)
         self.shape_classes, self.colour_classes = int(shape_classes), int(colour_classes)
         self.bottleneck_layers, self.attribute_maps = int(bottleneck_layers), bool(attribute_maps)
-        self.attribute_fit = bool(attribute_fit)
+        self.attribute_words = {a: [list(map(int, ids)) for ids in attribute_words[a]] for a in ("shape", "colour")} \
+            if attribute_words else None
 
     @property
     def sequence_length(self):
@@ -184,5 +200,5 @@ class ReferringSegmenterBackbone(keras_hub.models.Backbone):
                       word_attention_levels=self.word_attention_levels, coarse_logits=self.coarse_logits,
                       shape_classes=self.shape_classes, colour_classes=self.colour_classes,
                       bottleneck_layers=self.bottleneck_layers, attribute_maps=self.attribute_maps,
-                      attribute_fit=self.attribute_fit)
+                      attribute_words=self.attribute_words)
         return config
