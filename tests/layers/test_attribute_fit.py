@@ -44,3 +44,4 @@ def test_named_classes_fit_only_their_positions():
     np.testing.assert_array_equal(fit, [[0, 1], [0, 1]])
     with pytest.raises(ValueError, match="a token names two classes"):
         AttributeFit([[1], [1, 2]])
+    assert AttributeFit([[3, 3], [1]]).class_token_ids == [[3], [1]]  # a word twice in one class is one word

@@ -159,7 +159,8 @@ class Segment(App):
         """With `model.attribute_fit`: the token ids that name each shape and colour class."""
         if not model.attribute_fit:
             return None
-        words = {a: [tokenizer.first_piece_ids(names) for names in classes] for a, classes in CLASS_WORDS.items()}
+        words = {a: [sorted(set(tokenizer.first_piece_ids(names))) for names in classes]
+                 for a, classes in CLASS_WORDS.items()}
         missing = [names[0] for a, classes in CLASS_WORDS.items() for names, ids in zip(classes, words[a]) if names and not ids]
         if missing:
             raise TfmmError(f"model.attribute_fit: the vocabulary has no token for {', '.join(missing)}")

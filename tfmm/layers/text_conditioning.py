@@ -85,7 +85,7 @@ class AttributeFit(keras.layers.Layer):
 
     def __init__(self, class_token_ids, **kwargs):
         super().__init__(**kwargs)
-        self.class_token_ids = [[int(i) for i in ids] for ids in class_token_ids]
+        self.class_token_ids = [sorted({int(i) for i in ids}) for ids in class_token_ids]
         owners = [(token, k) for k, ids in enumerate(self.class_token_ids) for token in ids]
         if len({token for token, _ in owners}) != len(owners):
             raise ValueError(f"a token names two classes in class_token_ids {self.class_token_ids}")
