@@ -49,12 +49,8 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
     def first_piece_ids(self, words):
         """The id of each word's first piece ("crosses" → "cross", "##es": the id of "cross"), for the words whose
         first piece is in the vocabulary; what a word-matching layer looks for among the token ids."""
-        ids = []
-        for word in words:
-            pieces = [int(i) for i in self(word)]
-            if pieces and pieces[0] != self.unknown_id:
-                ids.append(int(pieces[0]))
-        return ids
+        firsts = [int(pieces[0]) for pieces in map(self, words) if len(pieces)]
+        return [i for i in firsts if i != self.unknown_id]
 
     def decode(self, token_ids):
         """Token ids (..., L) → strings (...): the tokens before the first end token, special tokens
