@@ -55,6 +55,11 @@ def above_zero_up_to(high, default):
     return _rule(default, lambda v: None if 0 < v <= high else f"must be in (0, {high}]")
 
 
+def auto_or_bool(default="auto"):
+    """true, false, or "auto": the app turns it on where the data allows it (see the field's comment)."""
+    return _rule(default, lambda v: None if isinstance(v, bool) or v == "auto" else 'must be true, false or "auto"')
+
+
 def one_of(choices, default):
     choices = tuple(choices)
     return _rule(default, lambda v: None if v in choices else f"must be one of {', '.join(map(str, choices))}")

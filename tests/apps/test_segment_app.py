@@ -130,7 +130,10 @@ def test_predict_plots_and_bad_input_is_one_line(trained, user_folder, tmp_path,
     ("model.colour_weight=0.5 data.source=easy_vqa", "model.colour_weight 0.5: only the built-in data"),
     ("model.attribute_maps=true model.colour_weight=0", "model.attribute_maps needs the shape and colour targets"),
     ("model.attribute_maps=true data.source=easy_vqa", "model.attribute_maps needs the shape and colour targets"),
-    ("model.attribute_fit=true", "model.attribute_fit reads the attribute maps: set model.attribute_maps = true too"),
+    ("model.attribute_fit=true model.attribute_maps=false", "model.attribute_fit reads the attribute maps, which are off"),
+    ("model.attribute_fit=true data.source=easy_vqa", "model.attribute_fit reads the attribute maps, which are off here "
+                                                      "(model.attribute_maps 'auto' for data.source 'easy_vqa')"),
+    ("model.attribute_maps=yes", 'model.attribute_maps must be true, false or "auto", got \'yes\''),
 ])
 def test_settings_it_cannot_honour_are_refused(setting, message, capsys):
     assert run_cli("train", *(a for s in setting.split() for a in ("--set", s))) == 2
@@ -287,20 +290,50 @@ def test_a_text_encoder_the_retrieval_app_saved_starts_the_segmenter(trained, tm
         np.testing.assert_array_equal(got.numpy(), saved.numpy())
 
 
-def test_attribute_fit_matches_the_class_names_first_pieces_in_the_vocabulary():
+def test_attribute_fit_matches_the_class_names_first_pieces_in_the_vocabulary(capsys):
     """The ids `model.attribute_fit` looks for: each class's words as the vocabulary spells them ("crosses" →
     "cross" ##es: the id of "cross"); a vocabulary without a class's word is refused by name."""
-    from tfmm.apps.segment import Segment, SegmentModelConfig
+    from tfmm.apps.segment import Segment, SegmentDataConfig, SegmentModelConfig
     from tfmm.errors import TfmmError
     from tfmm.text import WordPieceTokenizer
 
     vocabulary = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "the", "circle", "##s", "cross", "##es", "square",
                   "triangle", "star", "red", "green", "blue", "yellow", "purple", "white"]
-    model = SegmentModelConfig(attribute_maps=True, attribute_fit=True)
-    words = Segment.attribute_words(model, WordPieceTokenizer(vocabulary=vocabulary))
+    model, data = SegmentModelConfig(attribute_maps=True, attribute_fit=True), SegmentDataConfig()
+    words = Segment.attribute_words(model, data, WordPieceTokenizer(vocabulary=vocabulary))
     v = vocabulary.index
     assert words == {"shape": [[], *([v(s)] for s in ("circle", "square", "triangle", "star", "cross"))],
                      "colour": [[], *([v(c)] for c in ("red", "green", "blue", "yellow", "purple", "white"))]}
-    assert Segment.attribute_words(SegmentModelConfig(), WordPieceTokenizer(vocabulary=vocabulary)) is None
+    assert Segment.attribute_words(SegmentModelConfig(attribute_fit=False), data,
+                                   WordPieceTokenizer(vocabulary=vocabulary)) is None
+    without_purple = WordPieceTokenizer(vocabulary=[v for v in vocabulary if v != "purple"])
     with pytest.raises(TfmmError, match="the vocabulary has no token for purple"):
-        Segment.attribute_words(model, WordPieceTokenizer(vocabulary=[v for v in vocabulary if v != "purple"]))
+        Segment.attribute_words(model, data, without_purple)
+    assert Segment.attribute_words(SegmentModelConfig(), data, without_purple) is None
+    assert 'model.attribute_fit "auto" is off: the vocabulary has no token for purple' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings, maps, fit", [
+    ([], True, True),
+    (["data.source=easy_vqa"], False, False),
+    (["model.colour_weight=0"], False, False),
+    (["model.filters=[8]"], False, False),
+    (["model.attribute_fit=false"], True, False),
+    (["model.attribute_maps=false"], False, False),
+    (["data.source=easy_vqa", "model.attribute_maps=false", "model.attribute_fit=false"], False, False),
+])
+def test_auto_attribute_options_are_on_where_the_data_has_both_class_maps(settings, maps, fit):
+    """ "auto" (the default) turns the attribute maps and the matched words on for the built-in shapes, which has
+    each pixel's shape and colour, and off where a class map or the decoder is missing."""
+    from tfmm.apps.segment import SegmentConfig
+    from tfmm.config import load_config
+
+    config = load_config(SegmentConfig, overrides=settings)
+    assert (config.model.uses_attribute_maps(config.data), config.model.uses_attribute_fit(config.data)) == (maps, fit)
+
+
+def test_the_default_model_on_shapes_is_built_with_the_maps_and_the_class_words_of_its_vocabulary(trained):
+    backbone, vocabulary = trained.task.backbone, trained.task.preprocessor.vocabulary
+    assert backbone.attribute_maps
+    assert [[vocabulary[i] for i in ids] for ids in backbone.attribute_words["colour"]] == \
+        [[], ["red"], ["green"], ["blue"], ["yellow"], ["purple"], ["white"]]

@@ -6,6 +6,7 @@ combinations and the held-out phrasings, and export to `saved_models/segment/<ve
 """
 
 import dataclasses
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -13,7 +14,7 @@ import tensorflow as tf
 import tfmm  # noqa: F401  (sets the Keras backend before keras is imported)
 from tfmm.apps.model_parts import build_tokenizer, image_converter
 from tfmm.apps.runner import App, Runner
-from tfmm.config import DataConfig, TrainConfig, app_config, at_least, one_of, positive, variant
+from tfmm.config import DataConfig, TrainConfig, app_config, at_least, auto_or_bool, one_of, positive, variant
 from tfmm.data import DataChecks, build_pipeline, read_image_files
 from tfmm.data.referring import CLASS_WORDS, COLOUR_CLASSES, SHAPE_CLASSES
 from tfmm.data.referring_sources import load_referring
@@ -58,12 +59,14 @@ class SegmentModelConfig:
     bottleneck_layers: int = at_least(0, 1)
     # The colour head on the full-resolution first level (it sees colour, not shape) and both heads' class maps
     # beside every decoder level's features, so the words select a colour and a shape apart: held-out
-    # combinations 0.608 → 0.821 and 0.961 → 0.920 in two seeds (BENCHMARKS.md notes); needs both targets
-    attribute_maps: bool = False
+    # combinations 0.608 → 0.821 and 0.961 → 0.920 in two seeds (BENCHMARKS.md notes); needs both targets, so
+    # "auto" is on where the data has them (the built-in shapes) and off elsewhere
+    attribute_maps: bool | str = auto_or_bool()
     # With attribute_maps: the colour and shape words of the expression (matched against the class names) pick
     # where each fits; every decoder level and the mask get where both do (AttributeFit): a match that does not
-    # depend on the combinations seen (held-out combinations 0.988 in seeds 0 and 2, 0.44 / 0.61 without it)
-    attribute_fit: bool = False
+    # depend on the combinations seen (held-out combinations 0.988 in seeds 0 and 2, 0.44 / 0.61 without it);
+    # "auto" follows attribute_maps
+    attribute_fit: bool | str = auto_or_bool()
     # + this × the cross-entropy of the first decoder level's per-position shape classes against the shape under
     # each pixel (the built-in data has it): the features learn what each object is before the words select by
     # it; -1 = 1.0 on the built-in data, 0 elsewhere
@@ -95,12 +98,13 @@ class SegmentModelConfig:
             if weight > 0 and len(self.filters) < 2:
                 raise TfmmError(f"model.{attribute}_weight {weight} needs a decoder: model.filters {self.filters} has one level")
         weights = self.class_map_weights(root.data)
-        if self.attribute_maps and not (weights["shape"] and weights["colour"] and len(self.filters) > 1):
+        if self.attribute_maps is True and not self._maps_possible(root.data):
             raise TfmmError(f"model.attribute_maps needs the shape and colour targets (model.shape_weight "
                             f"{weights['shape']}, model.colour_weight {weights['colour']} for data.source "
                             f"{root.data.source!r}) and a decoder (model.filters {self.filters})")
-        if self.attribute_fit and not self.attribute_maps:
-            raise TfmmError("model.attribute_fit reads the attribute maps: set model.attribute_maps = true too")
+        if self.attribute_fit is True and not self.uses_attribute_maps(root.data):
+            raise TfmmError(f"model.attribute_fit reads the attribute maps, which are off here (model.attribute_maps "
+                            f"{self.attribute_maps!r} for data.source {root.data.source!r})")
         levels = len(self.filters)
         if self.word_attention_levels > levels or (self.word_attention_levels == 0 and self.conditioning == "cross_attention"):
             raise TfmmError(f"model.word_attention_levels {self.word_attention_levels}: give 1 to {levels} for "
@@ -112,6 +116,18 @@ class SegmentModelConfig:
         default = 1.0 if data.source == "shapes" else 0.0
         return {attribute: weight if weight >= 0 else default
                 for attribute, weight in (("shape", self.shape_weight), ("colour", self.colour_weight))}
+
+    def _maps_possible(self, data):
+        weights = self.class_map_weights(data)
+        return bool(weights["shape"] and weights["colour"] and len(self.filters) > 1)
+
+    def uses_attribute_maps(self, data):
+        """`attribute_maps` resolved: "auto" is on where the data has both class maps (the built-in shapes)."""
+        return self._maps_possible(data) if self.attribute_maps == "auto" else self.attribute_maps
+
+    def uses_attribute_fit(self, data):
+        """`attribute_fit` resolved: "auto" follows the attribute maps."""
+        return self.uses_attribute_maps(data) if self.attribute_fit == "auto" else self.attribute_fit
 
     def attention_levels(self):
         if self.word_attention_levels >= 0:
@@ -150,18 +166,24 @@ class Segment(App):
                                               m.num_heads, m.attention_levels(), m.coarse_logits,
                                               SHAPE_CLASSES if weights["shape"] else 0,
                                               COLOUR_CLASSES if weights["colour"] else 0, m.bottleneck_layers,
-                                              m.attribute_maps, self.attribute_words(m, preprocessor.tokenizer))
+                                              m.uses_attribute_maps(config.data),
+                                              self.attribute_words(m, config.data, preprocessor.tokenizer))
         return ReferringSegmenter(backbone, preprocessor, dice_weight=m.dice_weight, presence_weight=m.presence_weight,
                                   threshold=m.threshold, shape_weight=weights["shape"], colour_weight=weights["colour"])
 
     @staticmethod
-    def attribute_words(model, tokenizer):
-        """With `model.attribute_fit`: the token ids that name each shape and colour class."""
-        if not model.attribute_fit:
+    def attribute_words(model, data, tokenizer):
+        """With `model.attribute_fit`: the token ids that name each shape and colour class. A vocabulary without
+        one of the words fails a `true`, and turns an "auto" off with a warning."""
+        if not model.uses_attribute_fit(data):
             return None
         words = {a: [sorted(set(tokenizer.first_piece_ids(names))) for names in classes]
                  for a, classes in CLASS_WORDS.items()}
         missing = [names[0] for a, classes in CLASS_WORDS.items() for names, ids in zip(classes, words[a]) if names and not ids]
+        if missing and model.attribute_fit == "auto":
+            print(f"warning: model.attribute_fit \"auto\" is off: the vocabulary has no token for "
+                  f"{', '.join(missing)}", file=sys.stderr)
+            return None
         if missing:
             raise TfmmError(f"model.attribute_fit: the vocabulary has no token for {', '.join(missing)}")
         return words

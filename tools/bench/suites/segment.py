@@ -49,6 +49,8 @@ def _label(model, data):
         extras.append(f"{model.bottleneck_layers} bottleneck Transformer block(s)")
     weights = model.class_map_weights(data)
     extras += [f"{name} target" for name, weight in weights.items() if weight]
+    if model.uses_attribute_maps(data):
+        extras.append("attribute maps" + (" + matched words" if model.uses_attribute_fit(data) else ""))
     return f"{model.conditioning} ({', '.join(extras)})"
 
 
