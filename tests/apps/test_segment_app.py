@@ -292,7 +292,8 @@ def test_a_text_encoder_the_retrieval_app_saved_starts_the_segmenter(trained, tm
 
 def test_attribute_fit_matches_the_class_names_first_pieces_in_the_vocabulary(capsys):
     """The ids `model.attribute_fit` looks for: each class's words as the vocabulary spells them ("crosses" →
-    "cross" ##es: the id of "cross"); a vocabulary without a class's word is refused by name."""
+    "cross" ##es: the id of "cross"); a vocabulary without a class's word is refused by name under `true`, and
+    turns an "auto" fit off with a warning."""
     from tfmm.apps.segment import Segment, SegmentDataConfig, SegmentModelConfig
     from tfmm.errors import TfmmError
     from tfmm.text import WordPieceTokenizer
