@@ -74,4 +74,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from tfmm.quiet import known_notices_filtered
+
+    with known_notices_filtered():  # as the apps: known framework notices (oneDNN's E-level lines) go, the rest shows
+        code = main()
+    raise SystemExit(code)
