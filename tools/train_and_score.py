@@ -31,7 +31,7 @@ def main():
     app = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, App) and v is not App
                and v.__module__ == module.__name__)()
     config, runner = app_config(app, args.set, args.folder)
-    task, seconds = timed(lambda: runner.train(config))
+    task, seconds = timed(lambda: app.train(runner, config))  # the app's own training (the assistant: two stages)
     result = {"seconds": round(seconds)}
     history = sorted(args.folder.glob("runs/**/history.csv"))
     if history:
