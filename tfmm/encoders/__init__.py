@@ -70,6 +70,7 @@ class CNNOptions(EncoderOptions):
     # colours that VQA and captions ask about (group norm rescales each image by its own statistics).
     normalization: str = one_of(("group", "batch"), "group")
     final_stride: int = one_of((1, 2), 2)  # 1: the last stage does not halve, a grid of regions twice as fine
+    coordinates: bool = False  # each pixel's column and row as two more input channels (CoordConv)
 
 
 @dataclasses.dataclass
@@ -113,7 +114,8 @@ def _check_size(sizes, size, name):
 @IMAGE_ENCODERS.register("cnn", CNNOptions)
 def _cnn(options, image_size, dtype=None):
     return CNNImageEncoder(image_size=image_size, normalization=options.normalization,
-                           final_stride=options.final_stride, dtype=dtype,
+                           final_stride=options.final_stride,
+                           coordinates=options.coordinates, dtype=dtype,
                            **_check_size(cnn_image_encoder.SIZES, options.size, "cnn"))
 
 

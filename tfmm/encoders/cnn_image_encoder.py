@@ -1,7 +1,7 @@
 import keras
 import keras_hub
 
-from tfmm.layers import TokenPooling
+from tfmm.layers import CoordinateChannels, TokenPooling
 
 SIZES = {
     "tiny": {"filters": [16, 32], "convs_per_stage": 1},
@@ -14,6 +14,7 @@ SIZES = {
 class CNNImageEncoder(keras_hub.models.Backbone):
     """A small convolutional image encoder: stages of (strided conv, group norm, GELU). `final_stride` 1 keeps
     the last stage at the resolution of the one before: a grid of regions twice as fine, each seeing as much.
+    `coordinates` adds each pixel's column and row as two input channels (`CoordinateChannels`).
 
     Group norm rather than batch norm: a contrastive loss lets batch norm lean on
     batch statistics, and such a model then fails in inference mode (measured: val
@@ -24,13 +25,15 @@ class CNNImageEncoder(keras_hub.models.Backbone):
     """
 
     def __init__(self, image_size, filters=(32, 64, 128, 256), convs_per_stage=1, normalization="group", final_stride=2,
-                 dtype=None, **kwargs):
+                 coordinates=False, dtype=None, **kwargs):
         if normalization not in ("group", "batch"):
             raise ValueError(f"normalization must be 'group' or 'batch', got {normalization!r}")
         if final_stride not in (1, 2):
             raise ValueError(f"final_stride must be 1 or 2, got {final_stride!r}")
         images = keras.Input((image_size, image_size, 3), name="images")
         x = keras.layers.Rescaling(2.0, offset=-1.0, dtype=dtype, name="rescale")(images)
+        if coordinates:
+            x = CoordinateChannels(dtype=dtype, name="coordinates")(x)
         for stage, width in enumerate(filters):
             for conv in range(convs_per_stage):
                 stride = (final_stride if stage == len(filters) - 1 else 2) if conv == 0 else 1
@@ -52,10 +55,12 @@ class CNNImageEncoder(keras_hub.models.Backbone):
         self.convs_per_stage = convs_per_stage
         self.normalization = normalization
         self.final_stride = final_stride
+        self.coordinates = bool(coordinates)
         self.output_dim = filters[-1]
 
     def get_config(self):
         config = super().get_config()
         config.update(image_size=self.image_size, filters=self.filters, convs_per_stage=self.convs_per_stage,
-                      normalization=self.normalization, final_stride=self.final_stride)
+                      normalization=self.normalization, final_stride=self.final_stride,
+                      coordinates=self.coordinates)
         return config

@@ -2,6 +2,7 @@
 
 from tfmm.layers.caption_decoders import DECODERS, build_decoder, decoder_options
 from tfmm.layers.contrastive_head import ContrastiveHead
+from tfmm.layers.coordinate_channels import CoordinateChannels
 from tfmm.layers.frame_attention_pooling import FrameAttentionPooling
 from tfmm.layers.fusion import FUSIONS, build_fusion, fusion_options
 from tfmm.layers.groups import FoldGroups, RepeatForGroups, UnfoldGroups
@@ -16,7 +17,8 @@ from tfmm.layers.transformer_caption_decoder import CaptionDecoderBlock, Transfo
 from tfmm.layers.vector_quantizer import VectorQuantizer
 
 __all__ = [
-    "AttributeFit", "DECODERS", "FUSIONS", "CaptionDecoderBlock", "ContrastiveHead", "FiLM", "FoldGroups", "FrameAttentionPooling",
+    "AttributeFit", "DECODERS", "FUSIONS", "CaptionDecoderBlock", "ContrastiveHead", "CoordinateChannels", "FiLM", "FoldGroups",
+    "FrameAttentionPooling",
     "GRUAttentionDecoder", "ImageConverter", "ProjectionHead", "RepeatForGroups", "SegmentIds", "TokenPooling",
     "TransformerBlock",
     "TransformerCaptionDecoder", "UnfoldGroups", "VectorQuantizer", "WordAttention", "build_decoder", "build_fusion", "decoder_options",
