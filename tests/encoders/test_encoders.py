@@ -2,6 +2,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfmm.encoders import (
     IMAGE_ENCODERS,
@@ -141,3 +142,29 @@ def test_transformer_modes_on_the_suites_own_encoders():
     assert names and all("/qkv/" in n for n in names), names  # each block's query-key-value projection
     with pytest.raises(TfmmError, match="no attention query/value layers"):
         image("cnn", trainable="lora-2")
+
+
+def test_coordinates_give_each_pixel_its_column_and_row(tmp_path):
+    from tfmm.export.tflite import TFLiteRunner, check_builtin_ops, convert_saved_model, single_example_saved_model
+    from tfmm.layers import CoordinateChannels
+
+    images = np.random.default_rng(1).random((2, 3, 5, 4), dtype=np.float32)
+    out = keras.ops.convert_to_numpy(CoordinateChannels()(images))
+    columns, rows = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 3))  # the oracle: NumPy's grid
+    np.testing.assert_array_equal(out[..., :4], images)
+    for example in out:
+        np.testing.assert_allclose(example[..., 4], columns, atol=1e-6)
+        np.testing.assert_allclose(example[..., 5], rows, atol=1e-6)
+
+    plain, placed = image("cnn", size="small"), image("cnn", size="small", coordinates=True)
+    assert placed.get_layer("stage0_conv0").kernel.shape == (3, 3, 5, 32)  # the first convolution reads 3 colours + 2 coordinates
+    assert placed.count_params() == plain.count_params() + 2 * 3 * 3 * 32
+    assert_keras_round_trip(placed, IMAGES, atol=1e-5)
+
+    # built-in TFLite ops, and the same numbers as Keras
+    single_example_saved_model(placed, [tf.TensorSpec((1, 32, 32, 3), "float32", name="images")], "sequence_output",
+                               tmp_path / "saved")
+    model = convert_saved_model(tmp_path / "saved")
+    check_builtin_ops(model)
+    np.testing.assert_allclose(TFLiteRunner(model)(images=IMAGES)["sequence_output"],
+                               keras.ops.convert_to_numpy(placed(IMAGES)["sequence_output"]), atol=1e-4)
