@@ -3,8 +3,9 @@ the quick check that a change keeps an app's accuracy, between full bench runs.
 
     python -m tools.train_and_score retrieval --splits test --set train.seed=1 --folder /tmp/check
 
-Prints one line, `RESULT {json}`: training seconds, the last epoch's losses, each split's numeric metrics (and
-the retrieval app's zero-shot scores on its held-out combinations). Runs and exports go under --folder.
+Prints one line, `RESULT {json}`: training seconds, the last epoch's losses, each split's numeric metrics and
+per-group tables (the assistant's per intent and turn), and the retrieval app's zero-shot scores on its held-out
+combinations. Runs and exports go under --folder.
 """
 
 import argparse
@@ -39,10 +40,18 @@ def main():
             last = list(csv.DictReader(f))[-1]
         result["last_epoch"] = {k: round(float(v), 4) for k, v in last.items() if "loss" in k}
     for split in args.splits.split(","):
-        result[split] = {k: v for k, v in app.evaluate(task, config, split).items() if isinstance(v, (int, float))}
+        result[split] = {k: v for k, v in app.evaluate(task, config, split).items() if _reportable(v)}
     if hasattr(app, "zero_shot") and config.data.source == "shapes":
         result["zero_shot_heldout"] = {k: v for k, v in app.zero_shot(task, config).items() if "accuracy" in k}
     print("RESULT", json.dumps(result))
+
+
+def _reportable(value):
+    """A number, or a per-group table of numbers ({group: {metric: number}}, e.g. the assistant's per intent)."""
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(row, dict) and all(isinstance(v, (int, float)) for v in row.values()) for row in value.values())
 
 
 if __name__ == "__main__":
