@@ -70,7 +70,9 @@ class CNNOptions(EncoderOptions):
     # colours that VQA and captions ask about (group norm rescales each image by its own statistics).
     normalization: str = one_of(("group", "batch"), "group")
     final_stride: int = one_of((1, 2), 2)  # 1: the last stage does not halve, a grid of regions twice as fine
-    coordinates: bool = False  # each pixel's column and row as two more input channels (CoordConv)
+    # Each pixel's column and row as two more input channels (CoordConv). Off by default: on the assistant it made
+    # answers about objects worse (test 0.934 → 0.832; BENCHMARKS.md notes, assistant).
+    coordinates: bool = False
 
 
 @dataclasses.dataclass
