@@ -187,3 +187,29 @@ def test_merged_regions_put_each_block_of_neighbours_side_by_side_in_one_token()
     np.testing.assert_allclose(again.image_tokens(images), backbone.image_tokens(images), atol=1e-6)
     with pytest.raises(ValueError, match="merge_regions 3 needs a square grid"):
         VisualAssistantBackbone(encoder, language_model, merge_regions=3)
+
+
+def test_grid_positions_add_one_row_and_one_column_vector_to_each_image_token():
+    """image_positions "grid" (with merged regions: the merged grid): token (i, j) gains row i's vector plus column
+    j's (NumPy's sum), the same column vector in every row; the config round-trips; a wrong value is refused."""
+    import keras_hub
+
+    from tfmm.encoders.cnn_image_encoder import CNNImageEncoder
+    from tfmm.models.visual_assistant_backbone import VisualAssistantBackbone
+
+    encoder = CNNImageEncoder(32, filters=[8, 16, 24], final_stride=1, normalization="batch")
+    language_model = keras_hub.models.GPT2Backbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
+                                                   intermediate_dim=32, max_sequence_length=64)
+    backbone = VisualAssistantBackbone(encoder, language_model, merge_regions=2, image_positions="grid")
+    images = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    positions = backbone.projector.get_layer("grid_positions")
+    rows, columns = positions.rows.numpy(), positions.columns.numpy()
+    assert rows.shape == columns.shape == (4, 16)
+    before = keras.Sequential(backbone.projector.layers[:-1])(encoder(images)["sequence_output"]).numpy()
+    expected = before + (rows[:, None, :] + columns[None, :, :]).reshape(16, 16)
+    np.testing.assert_allclose(backbone.image_tokens(images), expected, atol=1e-6)
+    again = VisualAssistantBackbone.from_config(backbone.get_config())
+    again.set_weights(backbone.get_weights())
+    np.testing.assert_allclose(again.image_tokens(images), backbone.image_tokens(images), atol=1e-6)
+    with pytest.raises(ValueError, match="image_positions must be 'none' or 'grid', got 'sine'"):
+        VisualAssistantBackbone(encoder, language_model, image_positions="sine")

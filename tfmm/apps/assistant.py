@@ -118,7 +118,7 @@ class Assistant(App):
                                                   regions // m.merge_regions ** 2 + m.sequence_length)
         region_weight = m.region_loss_weight(config.data)
         backbone = VisualAssistantBackbone(image_encoder, language_model, REGION_CLASSES if region_weight else (),
-                                           merge_regions=m.merge_regions)
+                                           merge_regions=m.merge_regions, image_positions=m.image_positions)
         task = VisualAssistant(backbone, preprocessor, max_reply_length=m.max_reply_length,
                                region_weight=region_weight, name="assistant")
         if stage == "alignment":  # LLaVA's stage 1: pretrained parts stay as they are, the projector learns

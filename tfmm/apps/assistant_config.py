@@ -66,6 +66,9 @@ class AssistantModelConfig:
     # and that grid, one seed against the same seed without: test 0.944 → 0.930 (relations 0.78 → 0.76, colour
     # 0.90 → 0.85), held-out phrasings 0.941 → 0.871: not the default (BENCHMARKS.md, assistant)
     merge_regions: int = positive(1)
+    # "grid": a learnt row and column embedding on each image token (`tfmm.layers.GridPositions`), so "left of"
+    # compares one column vector instead of the language model's separate positions; "none": only those
+    image_positions: str = one_of(("none", "grid"), "none")
 
     def validate(self, root):
         lm, defaults = self.language_model, LanguageModelOptions()

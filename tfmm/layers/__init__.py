@@ -5,6 +5,7 @@ from tfmm.layers.contrastive_head import ContrastiveHead
 from tfmm.layers.coordinate_channels import CoordinateChannels
 from tfmm.layers.frame_attention_pooling import FrameAttentionPooling
 from tfmm.layers.fusion import FUSIONS, build_fusion, fusion_options
+from tfmm.layers.grid_positions import GridPositions
 from tfmm.layers.groups import FoldGroups, RepeatForGroups, UnfoldGroups
 from tfmm.layers.gru_attention_decoder import GRUAttentionDecoder
 from tfmm.layers.image_converter import ImageConverter
@@ -19,7 +20,7 @@ from tfmm.layers.vector_quantizer import VectorQuantizer
 __all__ = [
     "AttributeFit", "DECODERS", "FUSIONS", "CaptionDecoderBlock", "ContrastiveHead", "CoordinateChannels", "FiLM", "FoldGroups",
     "FrameAttentionPooling",
-    "GRUAttentionDecoder", "ImageConverter", "ProjectionHead", "RepeatForGroups", "SegmentIds", "TokenPooling",
+    "GRUAttentionDecoder", "GridPositions", "ImageConverter", "ProjectionHead", "RepeatForGroups", "SegmentIds", "TokenPooling",
     "TransformerBlock",
     "TransformerCaptionDecoder", "UnfoldGroups", "VectorQuantizer", "WordAttention", "build_decoder", "build_fusion", "decoder_options",
     "fusion_options",

@@ -3,6 +3,7 @@ import math
 import keras
 import keras_hub
 
+from tfmm.layers.grid_positions import GridPositions
 from tfmm.layers.prefix_language_model import PrefixLanguageModel
 
 
@@ -20,9 +21,13 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
 
     `merge_regions` m > 1 makes one image token of each m×m block of neighbouring regions, their features side by
     side (InternVL's pixel shuffle): a fine grid's detail — where in a block an object sits — at the language
-    model's cost of a coarse one. The region target still reads the fine grid."""
+    model's cost of a coarse one. The region target still reads the fine grid.
 
-    def __init__(self, image_encoder, language_model, region_classes=(), merge_regions=1, dtype=None, **kwargs):
+    `image_positions` "grid" adds a learnt row and column embedding to each image token (`GridPositions`), on top
+    of the language model's own positions; "none" leaves only those."""
+
+    def __init__(self, image_encoder, language_model, region_classes=(), merge_regions=1, image_positions="none",
+                 dtype=None, **kwargs):
         if isinstance(image_encoder, dict):
             image_encoder = keras.layers.deserialize(image_encoder)
         if isinstance(language_model, dict):
@@ -43,6 +48,14 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
                          keras.layers.Permute((1, 3, 2, 4), dtype=dtype, name="block_major"),
                          keras.layers.Reshape(((grid // m) ** 2, m * m * width), dtype=dtype, name="merged"),
                          *projector]
+        if image_positions not in ("none", "grid"):
+            raise ValueError(f"image_positions must be 'none' or 'grid', got {image_positions!r}")
+        self.image_positions = image_positions
+        if image_positions == "grid":
+            if grid * grid != count:
+                raise ValueError(f"image_positions 'grid' needs a square grid of regions; the image encoder gives "
+                                 f"{count}")
+            projector.append(GridPositions(grid // self.merge_regions, dtype=dtype, name="grid_positions"))
         self.projector = keras.Sequential(projector, name="projector")
         self.language_model = PrefixLanguageModel(language_model, dtype=dtype, name="language_model")
         images = keras.Input(image_encoder.input.shape[1:], name="images")
@@ -71,6 +84,7 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
         config = super().get_config()
         config.update(image_encoder=keras.layers.serialize(self.image_encoder),
                       language_model=keras.layers.serialize(self.language_model.backbone),
-                      region_classes=list(self.region_classes), merge_regions=self.merge_regions)
+                      region_classes=list(self.region_classes), merge_regions=self.merge_regions,
+                      image_positions=self.image_positions)
         return config
 
