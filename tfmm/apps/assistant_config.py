@@ -88,13 +88,14 @@ class AssistantModelConfig:
         if lm.hidden_dim % lm.num_heads:
             raise TfmmError(f"model.language_model.hidden_dim {lm.hidden_dim} is not divisible by num_heads "
                             f"{lm.num_heads}")
-        if self.merge_regions > 1:
+        if self.merge_regions > 1 or self.image_positions == "grid":
             regions = build_image_encoder(self.image_encoder, root.data.image_size).output["sequence_output"].shape[1]
             grid = math.isqrt(regions)
             if grid * grid != regions or grid % self.merge_regions:
-                raise TfmmError(f"model.merge_regions {self.merge_regions} must divide the side of the image "
-                                f"encoder's square grid of regions ({regions} regions at data.image_size "
-                                f"{root.data.image_size})")
+                what = f"model.merge_regions {self.merge_regions} must divide the side of" if self.merge_regions > 1 \
+                    else 'model.image_positions "grid" needs'
+                raise TfmmError(f"{what} the image encoder's square grid of regions ({regions} regions at "
+                                f"data.image_size {root.data.image_size})")
         if self.max_reply_length >= self.sequence_length:
             raise TfmmError(f"model.max_reply_length {self.max_reply_length} leaves no room for the question in "
                             f"model.sequence_length {self.sequence_length}")

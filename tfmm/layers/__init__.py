@@ -18,10 +18,9 @@ from tfmm.layers.transformer_caption_decoder import CaptionDecoderBlock, Transfo
 from tfmm.layers.vector_quantizer import VectorQuantizer
 
 __all__ = [
-    "AttributeFit", "DECODERS", "FUSIONS", "CaptionDecoderBlock", "ContrastiveHead", "CoordinateChannels", "FiLM", "FoldGroups",
-    "FrameAttentionPooling",
-    "GRUAttentionDecoder", "GridPositions", "ImageConverter", "ProjectionHead", "RepeatForGroups", "SegmentIds", "TokenPooling",
-    "TransformerBlock",
-    "TransformerCaptionDecoder", "UnfoldGroups", "VectorQuantizer", "WordAttention", "build_decoder", "build_fusion", "decoder_options",
-    "fusion_options",
+    "AttributeFit", "build_decoder", "build_fusion", "CaptionDecoderBlock", "ContrastiveHead", "CoordinateChannels",
+    "decoder_options", "DECODERS", "FiLM", "FoldGroups", "FrameAttentionPooling", "fusion_options", "FUSIONS",
+    "GridPositions", "GRUAttentionDecoder", "ImageConverter", "ProjectionHead", "RepeatForGroups", "SegmentIds",
+    "TokenPooling", "TransformerBlock", "TransformerCaptionDecoder", "UnfoldGroups", "VectorQuantizer",
+    "WordAttention",
 ]
