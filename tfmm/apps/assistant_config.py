@@ -67,9 +67,10 @@ class AssistantModelConfig:
     # 0.90 → 0.85), held-out phrasings 0.941 → 0.871: not the default (BENCHMARKS.md, assistant)
     merge_regions: int = positive(1)
     # "grid": a learnt row and column embedding on each image token (`tfmm.layers.GridPositions`), so "left of"
-    # compares one column vector instead of the language model's separate positions; "none": only those. One run
-    # (seed 0, 2-core EPYC): test 0.934 → 0.963, relations 0.69 → 0.84, held-out phrasings 0.920 → 0.962, easy-VQA
-    # 0.997 → 0.997 (BENCHMARKS.md notes, assistant); not yet the default: the bench has to be rerun with it
+    # compares one column vector instead of the language model's separate positions; "none": only those. Seed 0
+    # on a 2-core EPYC (the default's run on one core of it): test 0.934 → 0.963, relations 0.69 → 0.84, held-out
+    # phrasings 0.920 → 0.962, easy-VQA 0.997 → 0.997 (BENCHMARKS.md notes, assistant); not yet the default: the
+    # bench has to be rerun with it
     image_positions: str = one_of(("none", "grid"), "none")
 
     def validate(self, root):
