@@ -68,10 +68,9 @@ class AssistantModelConfig:
     merge_regions: int = positive(1)
     # "grid": a learnt row and column embedding on each image token (`tfmm.layers.GridPositions`), so "left of"
     # compares one column vector instead of the language model's separate positions; "none": only those. Seed 0
-    # on a 2-core EPYC (the default's run on one core of it): test 0.934 → 0.963, relations 0.69 → 0.84, held-out
-    # phrasings 0.920 → 0.962, easy-VQA 0.997 → 0.997 (BENCHMARKS.md notes, assistant); not yet the default: the
-    # bench has to be rerun with it
-    image_positions: str = one_of(("none", "grid"), "none")
+    # on a 2-core EPYC (the "none" run on one core of it): test 0.934 → 0.963, relations 0.69 → 0.84, held-out
+    # phrasings 0.920 → 0.962, easy-VQA 0.997 → 0.997 (BENCHMARKS.md notes, assistant)
+    image_positions: str = one_of(("none", "grid"), "grid")
 
     def validate(self, root):
         lm, defaults = self.language_model, LanguageModelOptions()
@@ -96,7 +95,7 @@ class AssistantModelConfig:
             grid = math.isqrt(regions)
             if grid * grid != regions or grid % self.merge_regions:
                 what = f"model.merge_regions {self.merge_regions} must divide the side of" if self.merge_regions > 1 \
-                    else 'model.image_positions "grid" needs'
+                    else 'model.image_positions "grid" (or set "none") needs'
                 raise TfmmError(f"{what} the image encoder's square grid of regions ({regions} regions at "
                                 f"data.image_size {root.data.image_size})")
         if self.max_reply_length >= self.sequence_length:
