@@ -6,6 +6,8 @@ import tensorflow as tf
 
 from tfmm.config import SamplingConfig
 from tfmm.errors import TfmmError
+from tfmm.models import VQVAE
+from tfmm.models.vqvae import edge_loss
 from tfmm.testing import raw_dataset, tiny_tasks
 
 PROMPTS = ["a small red circle", "a large blue star left of a white shape", "a green square"]
@@ -84,6 +86,20 @@ def test_vqvae_encodes_decodes_and_reports_its_metrics():
         assert key in logs, key
     assert 0 < logs["codebook_usage"][-1] <= 1 and 1 <= logs["perplexity"][-1] <= 8
     assert logs["psnr"][-1] >= -10 * np.log10(logs["mse"][-1]) - 1e-3  # mean of per-image PSNR ≥ PSNR of the mean MSE
+
+
+def test_vqvae_edge_weight_adds_the_outline_error_and_round_trips():
+    """edge_weight w: the loss grows by w × (MSE of vertical + MSE of horizontal neighbour differences), NumPy's."""
+    task = tiny_tasks.vqvae()
+    edged = VQVAE(task.backbone, task.preprocessor, edge_weight=0.5)
+    batch = task.preprocessor({"images": tiny_tasks.images(3, size=16)})
+    out = task(batch, training=False)
+    x, r = batch["images"].numpy().astype(np.float64), out["reconstruction"].numpy().astype(np.float64)
+    edges = sum(np.mean(((np.diff(x, axis=a)) - np.diff(r, axis=a)) ** 2) for a in (1, 2))
+    plain = float(task.compute_loss(batch, y_pred=out, training=False))
+    assert float(edged.compute_loss(batch, y_pred=out, training=False)) == pytest.approx(plain + 0.5 * edges, rel=1e-5)
+    assert float(edge_loss(batch["images"], batch["images"])) == 0.0
+    assert VQVAE.from_config(edged.get_config()).edge_weight == 0.5
 
 
 def _greedy_tokens(generator, scale):

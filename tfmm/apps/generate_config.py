@@ -46,6 +46,7 @@ class VQVAEConfig:
     code_dim: int = positive(64)
     beta: float = at_least(0, 0.25)  # commitment weight
     ema_decay: float = between(0, 1, 0.99)  # EMA codebook with dead-code restarts; 0 = codebook learnt by gradient
+    edge_weight: float = at_least(0, 0.0)  # + this × the MSE of neighbouring pixels' differences (outlines)
 
     def validate(self, root):
         if root.data.image_size % self.downsample:

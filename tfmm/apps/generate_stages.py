@@ -56,7 +56,7 @@ class VQVAEStage(_ImageStage):
         v = config.vqvae
         backbone = VQVAEBackbone(config.data.image_size, v.downsample, v.hidden_dim, v.residual_blocks, v.num_codes,
                                  v.code_dim, v.beta, v.ema_decay, name="vqvae_backbone")
-        return VQVAE(backbone, preprocessor, name="vqvae")
+        return VQVAE(backbone, preprocessor, edge_weight=v.edge_weight, name="vqvae")
 
     def pipeline(self, config, examples, training, shard=None, repeat=False):
         """Batches of raw `{"images"}`; `data.augment` applies here (what is reconstructed may be any image)."""
