@@ -95,7 +95,7 @@ def test_vqvae_edge_weight_adds_the_outline_error_and_round_trips():
     batch = task.preprocessor({"images": tiny_tasks.images(3, size=16)})
     out = task(batch, training=False)
     x, r = batch["images"].numpy().astype(np.float64), out["reconstruction"].numpy().astype(np.float64)
-    edges = sum(np.mean(((np.diff(x, axis=a)) - np.diff(r, axis=a)) ** 2) for a in (1, 2))
+    edges = sum(np.mean((np.diff(x, axis=a) - np.diff(r, axis=a)) ** 2) for a in (1, 2))
     plain = float(task.compute_loss(batch, y_pred=out, training=False))
     assert float(edged.compute_loss(batch, y_pred=out, training=False)) == pytest.approx(plain + 0.5 * edges, rel=1e-5)
     assert float(edge_loss(batch["images"], batch["images"])) == 0.0
