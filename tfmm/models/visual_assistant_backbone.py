@@ -38,6 +38,11 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
                      keras.layers.Dense(hidden, dtype=dtype, name="out")]
         count, width = image_encoder.output["sequence_output"].shape[1:]
         grid = math.isqrt(count)
+
+        def need_square_grid(what):
+            if grid * grid != count:
+                raise ValueError(f"{what} needs a square grid of regions; the image encoder gives {count}")
+
         if self.merge_regions > 1:
             m = self.merge_regions
             if grid * grid != count or grid % m:
@@ -52,9 +57,7 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
             raise ValueError(f"image_positions must be 'none' or 'grid', got {image_positions!r}")
         self.image_positions = image_positions
         if image_positions == "grid":
-            if grid * grid != count:
-                raise ValueError(f"image_positions 'grid' needs a square grid of regions; the image encoder gives "
-                                 f"{count}")
+            need_square_grid("image_positions 'grid'")
             projector.append(GridPositions(grid // self.merge_regions, dtype=dtype, name="grid_positions"))
         self.projector = keras.Sequential(projector, name="projector")
         self.language_model = PrefixLanguageModel(language_model, dtype=dtype, name="language_model")
@@ -65,9 +68,7 @@ class VisualAssistantBackbone(keras_hub.models.Backbone):
         outputs = {"logits": self.language_model(self.projector(regions), token_ids, padding_mask)}
         self.region_classes = tuple(int(n) for n in region_classes)
         if self.region_classes:
-            if grid * grid != count:
-                raise ValueError(f"region_classes needs a square grid of regions; the image encoder gives "
-                                 f"{count}")
+            need_square_grid("region_classes")
             self.region_head = keras.layers.Dense(sum(self.region_classes), dtype="float32", name="region_head")
             outputs["region_logits"] = self.region_head(regions)
         super().__init__(inputs={"images": images, "token_ids": token_ids, "padding_mask": padding_mask},
